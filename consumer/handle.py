@@ -1,0 +1,65 @@
+"""The model handle: one immutable object naming the model that makes every prediction.
+
+The scorer holds exactly one current handle and replaces the reference between batches, so a batch
+is always scored by one model and every prediction can name the version that made it.
+This module imports no MLflow: loading lives in consumer/model.py.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+ModelSource = Literal["registry", "fallback", "memory"]
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """A loaded model plus the registry coordinates it came from."""
+
+    model: Any
+    """Anything with ``predict(frame) -> array``: a scikit-learn Pipeline taking the FEATURE_COLUMNS frame."""
+    name: str
+    """Registered model name, e.g. ``california_housing_best_model``."""
+    version: str
+    """Registry version as a string ("3"); for the fallback file, the version recorded in model.json."""
+    alias: str | None = None
+    """Alias it was resolved by (``champion``), if any."""
+    stage: str | None = None
+    """Stage of the version when loaded (``Production``), if any."""
+    uri: str = ""
+    """Where it was loaded from: ``models:/name/3`` or a file path."""
+    run_id: str | None = None
+    source: ModelSource = "registry"
+    """``registry`` or ``fallback`` (the local pickle, used when the registry cannot be reached)."""
+    loaded_at: float = field(default_factory=time.time)
+    load_seconds: float = 0.0
+
+    def predict(self, frame: Any) -> np.ndarray:
+        """One vectorised call for a whole batch; returns float64 predictions."""
+        return np.asarray(self.model.predict(frame), dtype=np.float64).reshape(-1)
+
+    @property
+    def version_number(self) -> int:
+        """The version as an int for ordering (stale-event checks); 0 when it is not numeric."""
+        try:
+            return int(self.version)
+        except (TypeError, ValueError):
+            return 0
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready metadata (the shape /api/model/info reports as model_metadata)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "alias": self.alias,
+            "stage": self.stage,
+            "model_uri": self.uri,
+            "run_id": self.run_id,
+            "source": self.source,
+            "loaded_at": self.loaded_at,
+            "load_seconds": round(self.load_seconds, 4),
+        }
