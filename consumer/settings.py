@@ -1,0 +1,523 @@
+"""Settings: the only module that reads the environment.
+
+Layers, lowest first: built-in defaults < ``config/mlflow_config.yaml`` (the original API's layout) <
+environment variables (the original names, plus the new ones) < command-line flags. Every setting is
+declared once in ``SETTINGS`` with its type, default, YAML path, environment name and flag, and a bad
+value fails at start-up with a ``SettingsError`` that names the setting and what is accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "mlflow_config.yaml"
+CONFIG_PATH_ENV = "HOUSING_CONFIG"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the setting and the fix."""
+
+
+# --- value parsers: each takes the raw value (str from env/flags, typed from YAML) -------------------
+
+
+def _parse_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true/false")
+
+
+def _parse_int(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ValueError("expected an integer")
+    if isinstance(raw, int):
+        return raw
+    try:
+        return int(str(raw).strip())
+    except ValueError:
+        raise ValueError("expected an integer") from None
+
+
+def _parse_float(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError("expected a number")
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError("expected a number") from None
+
+
+def _parse_str(raw: Any) -> str:
+    return str(raw).strip()
+
+
+def _parse_optional_str(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    return text or None
+
+
+def _choice(*allowed: str, upper: bool = False) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        text = str(raw).strip()
+        text = text.upper() if upper else text.lower()
+        if text not in allowed:
+            raise ValueError("expected one of " + ", ".join(allowed))
+        return text
+
+    return parse
+
+
+def _optional_choice(*allowed: str) -> Callable[[Any], str | None]:
+    def parse(raw: Any) -> str | None:
+        if raw is None or str(raw).strip() in {"", "None", "none", "null"}:
+            return None
+        text = str(raw).strip()
+        matches = [a for a in allowed if a.lower() == text.lower()]
+        if not matches:
+            raise ValueError("expected one of " + ", ".join(allowed) + " or empty")
+        return matches[0]
+
+    return parse
+
+
+def _positive(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def checked(raw: Any) -> Any:
+        value = parse(raw)
+        if value <= 0:
+            raise ValueError("expected a value > 0")
+        return value
+
+    return checked
+
+
+def _non_negative(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def checked(raw: Any) -> Any:
+        value = parse(raw)
+        if value < 0:
+            raise ValueError("expected a value >= 0")
+        return value
+
+    return checked
+
+
+def _port(raw: Any) -> int:
+    value = _parse_int(raw)
+    if not 0 < value < 65536:
+        raise ValueError("expected a TCP port 1-65535")
+    return value
+
+
+def _thresholds(raw: Any) -> dict[str, float]:
+    if not isinstance(raw, Mapping):
+        raise ValueError("expected a mapping of name: number")
+    return {str(k): _parse_float(v) for k, v in raw.items()}
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting: where it lives in each layer and how its value is parsed."""
+
+    key: str
+    default: Any
+    parse: Callable[[Any], Any]
+    env: str | None = None
+    yaml_path: str | None = None
+    flag: str | None = None
+    help: str = ""
+
+    @property
+    def label(self) -> str:
+        """The name an operator would recognise, for error messages."""
+        return self.env or self.flag or self.yaml_path or self.key
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    # Kafka and its client security (reaches every client the product creates).
+    SettingSpec("kafka.bootstrap_servers", "127.0.0.1:9092", _parse_str, "KAFKA_BOOTSTRAP_SERVERS",
+                "kafka.bootstrap_servers", "--bootstrap-servers", "Kafka bootstrap servers"),
+    SettingSpec("kafka.security_protocol", "PLAINTEXT",
+                _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL", upper=True),
+                "KAFKA_SECURITY_PROTOCOL", "kafka.security_protocol", None, "security.protocol"),
+    SettingSpec("kafka.sasl_mechanism", None, _optional_choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+                "KAFKA_SASL_MECHANISM", "kafka.sasl_mechanism", None, "sasl.mechanism"),
+    SettingSpec("kafka.sasl_username", None, _parse_optional_str, "KAFKA_SASL_USERNAME", "kafka.sasl_username"),
+    SettingSpec("kafka.sasl_password", None, _parse_optional_str, "KAFKA_SASL_PASSWORD", "kafka.sasl_password"),
+    SettingSpec("kafka.ssl_ca_location", None, _parse_optional_str, "KAFKA_SSL_CA_LOCATION",
+                "kafka.ssl_ca_location"),
+    SettingSpec("kafka.ssl_certificate_location", None, _parse_optional_str, "KAFKA_SSL_CERTIFICATE_LOCATION",
+                "kafka.ssl_certificate_location"),
+    SettingSpec("kafka.ssl_key_location", None, _parse_optional_str, "KAFKA_SSL_KEY_LOCATION",
+                "kafka.ssl_key_location"),
+    SettingSpec("schema_registry_url", None, _parse_optional_str, "SCHEMA_REGISTRY_URL",
+                "kafka.schema_registry_url", "--schema-registry-url"),
+    # Topics (tests use per-test names).
+    SettingSpec("topics.records", "housing.records", _parse_str, "TOPIC_RECORDS", "topics.records",
+                "--input-topic"),
+    SettingSpec("topics.predictions", "housing.predictions", _parse_str, "TOPIC_PREDICTIONS",
+                "topics.predictions", "--output-topic"),
+    SettingSpec("topics.dead_letter", "housing.records.dlq", _parse_str, "TOPIC_DEAD_LETTER",
+                "topics.dead_letter", "--dlq-topic"),
+    SettingSpec("topics.model_updates", "housing.model-updates", _parse_str, "TOPIC_MODEL_UPDATES",
+                "topics.model_updates", "--control-topic"),
+    SettingSpec("topics.scorer_status", "housing.scorer-status", _parse_str, "TOPIC_SCORER_STATUS",
+                "topics.scorer_status", "--status-topic"),
+    SettingSpec("topics.partitions", 6, _positive(_parse_int), "TOPIC_PARTITIONS", "topics.partitions", None,
+                "partitions for records, predictions and DLQ when the stack creates them"),
+    # MLflow (the original layout).
+    SettingSpec("mlflow.enabled", True, _parse_bool, "MLFLOW_ENABLED", "mlflow.enabled"),
+    SettingSpec("mlflow.tracking_uri", "http://127.0.0.1:5000", _parse_str, "MLFLOW_TRACKING_URI",
+                "mlflow.tracking_uri", "--tracking-uri"),
+    SettingSpec("model.name", "california_housing_best_model", _parse_str, "MLFLOW_MODEL_NAME",
+                "mlflow.model.name", "--model-name"),
+    SettingSpec("model.stage", None, _optional_choice("None", "Staging", "Production", "Archived"),
+                "MLFLOW_MODEL_STAGE", "mlflow.model.stage", "--model-stage"),
+    SettingSpec("model.alias", "champion", _parse_optional_str, "MLFLOW_MODEL_ALIAS", "mlflow.model.alias",
+                "--model-alias"),
+    SettingSpec("model.version", None, _parse_optional_str, "MLFLOW_MODEL_VERSION", "mlflow.model.version",
+                "--model-version"),
+    SettingSpec("model.fallback_path", "models/model.pkl", _parse_str, "MODEL_PATH", "mlflow.model.fallback_path",
+                "--model-path"),
+    SettingSpec("model.reload_interval", 30.0, _positive(_parse_float), "MLFLOW_RELOAD_INTERVAL",
+                "mlflow.model.reload_interval", None, "seconds between registry polls"),
+    SettingSpec("experiment.name", "california_housing_api", _parse_str, "MLFLOW_EXPERIMENT_NAME",
+                "mlflow.experiment.name"),
+    SettingSpec("experiment.training_name", "california_housing", _parse_str, "MLFLOW_TRAINING_EXPERIMENT",
+                "mlflow.experiment.training_name"),
+    SettingSpec("experiment.batch_size", 5000, _positive(_parse_int), "MLFLOW_BATCH_SIZE",
+                "mlflow.experiment.batch_size"),
+    SettingSpec("monitoring.track_drift", True, _parse_bool, "TRACK_DRIFT", "mlflow.monitoring.track_drift"),
+    SettingSpec("monitoring.alert_thresholds",
+                {"response_time_ms": 1000.0, "error_rate_percent": 5.0, "drift_psi": 0.25},
+                _thresholds, None, "mlflow.monitoring.alert_thresholds"),
+    SettingSpec("monitoring.drift_window", 5000, _positive(_parse_int), "DRIFT_WINDOW",
+                "mlflow.monitoring.drift_window"),
+    # Scorer.
+    SettingSpec("scorer.group_id", "housing-scorer", _parse_str, "SCORER_GROUP_ID", "scorer.group_id",
+                "--group-id"),
+    SettingSpec("scorer.instance_id", None, _parse_optional_str, "SCORER_INSTANCE_ID", "scorer.instance_id",
+                "--instance-id", "stable id of this instance (default: hostname-pid)"),
+    SettingSpec("scorer.processing_guarantee", "exactly_once", _choice("exactly_once", "at_least_once"),
+                "PROCESSING_GUARANTEE", "scorer.processing_guarantee", "--processing-guarantee"),
+    SettingSpec("scorer.batch_max_records", 500, _positive(_parse_int), "BATCH_MAX_RECORDS",
+                "scorer.batch_max_records", "--batch-max-records"),
+    SettingSpec("scorer.batch_max_wait_ms", 20, _non_negative(_parse_int), "BATCH_MAX_WAIT_MS",
+                "scorer.batch_max_wait_ms", "--batch-max-wait-ms"),
+    SettingSpec("scorer.model_threads", 1, _positive(_parse_int), "MODEL_THREADS", "scorer.model_threads",
+                "--model-threads", "OpenMP/BLAS threads for the model"),
+    SettingSpec("scorer.shadow_enabled", False, _parse_bool, "SHADOW_SCORING", "scorer.shadow_enabled",
+                "--shadow"),
+    SettingSpec("scorer.shadow_alias", "challenger", _parse_str, "SHADOW_ALIAS", "scorer.shadow_alias"),
+    SettingSpec("scorer.shutdown_timeout", 10.0, _positive(_parse_float), "SHUTDOWN_TIMEOUT_SECONDS",
+                "scorer.shutdown_timeout"),
+    SettingSpec("scorer.max_message_bytes", 1_000_000, _positive(_parse_int), "MAX_MESSAGE_BYTES",
+                "scorer.max_message_bytes"),
+    # Admin API.
+    SettingSpec("admin.enabled", True, _parse_bool, "ADMIN_API_ENABLED", "admin.enabled"),
+    SettingSpec("admin.host", "127.0.0.1", _parse_str, "HOST", "admin.host", "--host"),
+    SettingSpec("admin.port", 5001, _port, "PORT", "admin.port", "--port"),
+    SettingSpec("admin.api_key", None, _parse_optional_str, "ADMIN_API_KEY", "admin.api_key"),
+    SettingSpec("admin.protect_reads", False, _parse_bool, "ADMIN_PROTECT_READS", "admin.protect_reads"),
+    SettingSpec("admin.webhook_secret", None, _parse_optional_str, "MLFLOW_WEBHOOK_SECRET",
+                "admin.webhook_secret"),
+    SettingSpec("admin.tls_cert", None, _parse_optional_str, "ADMIN_TLS_CERT", "admin.tls_cert"),
+    SettingSpec("admin.tls_key", None, _parse_optional_str, "ADMIN_TLS_KEY", "admin.tls_key"),
+    SettingSpec("log_level", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR", upper=True), "LOG_LEVEL",
+                "log_level", "--log-level"),
+)
+_BY_KEY = {spec.key: spec for spec in SETTINGS}
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+
+    def client_config(self) -> dict[str, Any]:
+        """The confluent-kafka settings every client (consumer, producer, admin) starts from."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        if self.security_protocol != "PLAINTEXT":
+            config["security.protocol"] = self.security_protocol
+        optional = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password,
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+        }
+        config.update({k: v for k, v in optional.items() if v is not None})
+        return config
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    records: str
+    predictions: str
+    dead_letter: str
+    model_updates: str
+    scorer_status: str
+    partitions: int = 6
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    enabled: bool
+    tracking_uri: str
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    name: str
+    stage: str | None
+    alias: str | None
+    version: str | None
+    fallback_path: str
+    reload_interval: float
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    name: str
+    training_name: str
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    track_drift: bool
+    alert_thresholds: dict[str, float]
+    drift_window: int
+
+
+@dataclass(frozen=True)
+class ScorerSettings:
+    group_id: str
+    instance_id: str
+    processing_guarantee: ProcessingGuarantee
+    batch_max_records: int
+    batch_max_wait_ms: int
+    model_threads: int
+    shadow_enabled: bool
+    shadow_alias: str
+    shutdown_timeout: float
+    max_message_bytes: int
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    enabled: bool
+    host: str
+    port: int
+    api_key: str | None
+    protect_reads: bool
+    webhook_secret: str | None
+    tls_cert: str | None
+    tls_key: str | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process of this product is configured with; built once at start-up."""
+
+    kafka: KafkaSettings
+    topics: TopicSettings
+    mlflow: MlflowSettings
+    model: ModelSettings
+    experiment: ExperimentSettings
+    monitoring: MonitoringSettings
+    scorer: ScorerSettings
+    admin: AdminSettings
+    schema_registry_url: str | None = None
+    log_level: str = "INFO"
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+    """Which layer each setting came from (default, file, env, flag): shown by --show-config."""
+
+    def replace(self, **flat: Any) -> Settings:
+        """A copy with some settings changed, by flat key (``{"topics.records": "t1"}``); values are parsed."""
+        values = {key: _get(self, key) for key in _BY_KEY}
+        for key, raw in flat.items():
+            spec = _spec(key)
+            values[key] = _parse(spec, raw, "override")
+        return _build(values, dict(self.sources, **{k: "override" for k in flat}))
+
+    def as_dict(self, *, redact: bool = True) -> dict[str, Any]:
+        """Flat view for logs and --show-config; secrets are redacted."""
+        out = {}
+        for key in _BY_KEY:
+            value = _get(self, key)
+            if redact and value is not None and any(s in key for s in ("password", "api_key", "secret")):
+                value = "***"
+            out[key] = value
+        return out
+
+
+def _spec(key: str) -> SettingSpec:
+    try:
+        return _BY_KEY[key]
+    except KeyError:
+        raise SettingsError(f"unknown setting {key!r}") from None
+
+
+def _get(settings: Settings, key: str) -> Any:
+    if key in {"schema_registry_url", "log_level"}:
+        return getattr(settings, key)
+    section, name = key.split(".", 1)
+    return getattr(getattr(settings, section), name)
+
+
+def _parse(spec: SettingSpec, raw: Any, layer: str) -> Any:
+    try:
+        return spec.parse(raw)
+    except (TypeError, ValueError) as exc:
+        where = {"env": "environment variable", "flag": "flag", "file": "config file key"}.get(layer, "setting")
+        name = {"env": spec.env, "flag": spec.flag, "file": spec.yaml_path}.get(layer) or spec.label
+        raise SettingsError(f"{where} {name}: {exc} (got {raw!r})") from None
+
+
+def _yaml_lookup(document: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
+    node: Any = document
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _read_config_file(path: Path) -> Mapping[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"config file {path}: not valid YAML ({exc})") from None
+    if not isinstance(document, Mapping):
+        raise SettingsError(f"config file {path}: expected a mapping at the top level")
+    return document
+
+
+def load_settings(
+    argv_overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_path: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Build the settings: defaults < config file < environment < overrides (flags).
+
+    :param argv_overrides: flat key -> raw value, from command-line flags (see ``overrides_from_args``).
+    :param env: the environment to read (default ``os.environ``).
+    :param config_path: the YAML file; default ``$HOUSING_CONFIG`` or ``config/mlflow_config.yaml``;
+        a missing default file is fine, a missing named file is an error.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {spec.key: spec.default for spec in SETTINGS}
+    sources = {spec.key: "default" for spec in SETTINGS}
+
+    named = config_path or env.get(CONFIG_PATH_ENV)
+    path = Path(named) if named else DEFAULT_CONFIG_PATH
+    if path.exists():
+        document = _read_config_file(path)
+        for spec in SETTINGS:
+            if spec.yaml_path:
+                found, raw = _yaml_lookup(document, spec.yaml_path)
+                if found and raw is not None:
+                    values[spec.key] = _parse(spec, raw, "file")
+                    sources[spec.key] = "file"
+    elif named:
+        raise SettingsError(f"config file {path} does not exist (set {CONFIG_PATH_ENV} or --config)")
+
+    for spec in SETTINGS:
+        if spec.env and env.get(spec.env) not in (None, ""):
+            values[spec.key] = _parse(spec, env[spec.env], "env")
+            sources[spec.key] = "env"
+
+    for key, raw in (argv_overrides or {}).items():
+        if raw is None:
+            continue
+        spec = _spec(key)
+        values[key] = _parse(spec, raw, "flag")
+        sources[key] = "flag"
+    return _build(values, sources)
+
+
+def _build(values: Mapping[str, Any], sources: dict[str, str]) -> Settings:
+    def section(prefix: str) -> dict[str, Any]:
+        return {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(prefix + ".")}
+
+    scorer = section("scorer")
+    scorer["instance_id"] = scorer["instance_id"] or f"{socket.gethostname()}-{os.getpid()}"
+    settings = Settings(
+        kafka=KafkaSettings(**section("kafka")),
+        topics=TopicSettings(**section("topics")),
+        mlflow=MlflowSettings(**section("mlflow")),
+        model=ModelSettings(**section("model")),
+        experiment=ExperimentSettings(**section("experiment")),
+        monitoring=MonitoringSettings(**section("monitoring")),
+        scorer=ScorerSettings(**scorer),
+        admin=AdminSettings(**section("admin")),
+        schema_registry_url=values["schema_registry_url"],
+        log_level=values["log_level"],
+        sources=sources,
+    )
+    _check_consistency(settings)
+    return settings
+
+
+def _check_consistency(settings: Settings) -> None:
+    kafka = settings.kafka
+    if kafka.security_protocol.startswith("SASL") and not (kafka.sasl_mechanism and kafka.sasl_username
+                                                            and kafka.sasl_password):
+        raise SettingsError(
+            f"KAFKA_SECURITY_PROTOCOL={kafka.security_protocol} needs KAFKA_SASL_MECHANISM, "
+            "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+        )
+    if bool(settings.admin.tls_cert) != bool(settings.admin.tls_key):
+        raise SettingsError("ADMIN_TLS_CERT and ADMIN_TLS_KEY must be set together")
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, keys: Sequence[str] | None = None) -> None:
+    """Add the flags of the given settings (default: all that have one) to a CLI parser.
+
+    Flags default to None so that only what the user typed overrides the lower layers.
+    """
+    parser.add_argument("--config", dest="config_path", default=None,
+                        help=f"YAML config file (default: ${CONFIG_PATH_ENV} or config/mlflow_config.yaml)")
+    for spec in SETTINGS:
+        if spec.flag and (keys is None or spec.key in keys):
+            dest = "setting__" + spec.key.replace(".", "__")
+            if spec.parse is _parse_bool:
+                parser.add_argument(spec.flag, dest=dest, action="store_const", const="true", default=None,
+                                    help=spec.help or f"(env {spec.env})")
+            else:
+                parser.add_argument(spec.flag, dest=dest, default=None,
+                                    help=(spec.help + " " if spec.help else "") + f"(env {spec.env})")
+
+
+def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings for a CLI: the parsed flags (from ``add_settings_arguments``) over env, file and defaults."""
+    overrides = {
+        name[len("setting__"):].replace("__", "."): value
+        for name, value in vars(args).items()
+        if name.startswith("setting__") and value is not None
+    }
+    return load_settings(overrides, env=env, config_path=getattr(args, "config_path", None))
