@@ -143,7 +143,8 @@ def _region(lon: float, lat: float, lon_sd: float, lat_sd: float, proximity: Map
 # Santa Catalina, rare in the data (5 of 20,640 rows) and rare here.
 _REGIONS = (
     _region(-118.25, 34.05, 0.35, 0.25, {"<1H OCEAN": 0.75, "NEAR OCEAN": 0.2, "INLAND": 0.05}),
-    _region(-122.2, 37.75, 0.2, 0.2, {"NEAR BAY": 0.55, "<1H OCEAN": 0.25, "NEAR OCEAN": 0.15, "INLAND": 0.05}),
+    _region(-122.2, 37.75, 0.2, 0.2,
+            {"NEAR BAY": 0.55, "<1H OCEAN": 0.25, "NEAR OCEAN": 0.15, "INLAND": 0.05}),
     _region(-117.1, 32.8, 0.2, 0.15, {"<1H OCEAN": 0.6, "NEAR OCEAN": 0.35, "INLAND": 0.05}),
     _region(-120.5, 37.0, 0.9, 1.0, {"INLAND": 0.95, "<1H OCEAN": 0.05}),
     _region(-121.5, 38.9, 0.6, 0.8, {"INLAND": 0.9, "<1H OCEAN": 0.1}),
