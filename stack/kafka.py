@@ -1,0 +1,247 @@
+"""A real Apache Kafka broker (KRaft, combined broker + controller) run from Maven Central jars.
+
+No Docker here: Maven resolves ``org.apache.kafka:kafka_2.13`` and its runtime dependencies (named in
+``stack/pom.xml``) into a cache outside git, once; the broker then runs as ``java kafka.Kafka`` on loopback.
+Start = write server.properties, format the storage with a fresh cluster id, start; ready = a metadata
+request through confluent-kafka's AdminClient answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stack.processes import (
+    StackError,
+    port_answers,
+    port_is_free,
+    read_pid,
+    start_process,
+    stop_process,
+    tail,
+    wait_until,
+)
+
+logger = logging.getLogger(__name__)
+
+POM_PATH = Path(__file__).resolve().parent / "pom.xml"
+KAFKA_VERSION = "4.4.0"
+"""Newest Apache Kafka whose broker runs on JDK 17 (class files are Java 17); keep in step with pom.xml."""
+
+
+def cache_dir() -> Path:
+    """Where resolved broker jars live (outside git): $HOUSING_CACHE_DIR or ~/.cache/housing-stream-scorer."""
+    base = os.environ.get("HOUSING_CACHE_DIR") or Path.home() / ".cache" / "housing-stream-scorer"
+    return Path(base) / f"kafka-{KAFKA_VERSION}"
+
+
+def require_tool(name: str, hint: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        raise StackError(f"`{name}` not found on PATH: {hint}")
+    return path
+
+
+def resolve_broker_jars(*, quiet: bool = False) -> Path:
+    """Resolve the broker's jars with Maven into the cache (once) and return the folder holding them."""
+    libs = cache_dir() / "libs"
+    marker = cache_dir() / ".complete"
+    if marker.exists() and any(libs.glob("kafka_2.13-*.jar")):
+        return libs
+    require_tool("java", "install a JDK 17+ (e.g. `apt-get install openjdk-17-jdk-headless`)")
+    mvn = require_tool("mvn", "install Maven (e.g. `apt-get install maven`) to fetch the Kafka broker jars")
+    if not quiet:
+        print(f"Resolving Apache Kafka {KAFKA_VERSION} jars from Maven Central into {libs} (once)...", flush=True)
+    libs.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [mvn, "-q", "-B", "-f", str(POM_PATH), "dependency:copy-dependencies",
+         "-DincludeScope=runtime", f"-DoutputDirectory={libs}"],
+        capture_output=True, text=True, timeout=900,
+    )
+    if result.returncode != 0:
+        raise StackError(
+            "Maven could not resolve the Kafka broker jars (is Maven Central reachable?):\n"
+            + (result.stdout + result.stderr)[-2000:]
+        )
+    marker.write_text(KAFKA_VERSION)
+    return libs
+
+
+LOG4J2_YAML = """\
+Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: WARN
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.server.KafkaRaftServer
+        level: INFO
+      - name: kafka.server.BrokerServer
+        level: INFO
+"""
+
+
+@dataclass
+class LocalKafka:
+    """One single-node KRaft broker whose files live under ``home``."""
+
+    home: Path
+    port: int = 9092
+    controller_port: int = 9093
+    heap: str = "-Xmx768m -Xms256m"
+    extra_properties: Mapping[str, str] = field(default_factory=dict)
+    """More server.properties lines (for example a SASL listener for the security tests)."""
+    extra_jvm_args: tuple[str, ...] = ()
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "kafka.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "logs" / "kafka.log"
+
+    def running_pid(self) -> int | None:
+        return read_pid(self.pid_file)
+
+    def server_properties(self) -> dict[str, str]:
+        listeners = self.extra_properties.get("listeners.extra", "")
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+            + (f",{listeners}" if listeners else ""),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.home / "data"),
+            "num.partitions": "1",
+            # Single node: every internal topic has one replica.
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "10",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            # Topics are created on purpose (housing-stack up, the tests); a typo must not make a new one.
+            "auto.create.topics.enable": "false",
+            # No point waiting for more members on a dev box; rebalances finish faster.
+            "group.initial.rebalance.delay.ms": "0",
+            "log.retention.hours": "24",
+        }
+        props.update({k: v for k, v in self.extra_properties.items() if k != "listeners.extra"})
+        return props
+
+    def start(self, *, timeout: float = 90.0) -> None:
+        """Format a fresh storage and start the broker; returns once a metadata request answers."""
+        if self.running_pid():
+            raise StackError(f"a broker started from {self.home} is already running (pid {self.running_pid()})")
+        for port in (self.port, self.controller_port):
+            if not port_is_free(port):
+                raise StackError(
+                    f"port {port} is already in use: stop what listens there, or choose other ports "
+                    "(KAFKA_PORT / KAFKA_CONTROLLER_PORT, or --kafka-port)"
+                )
+        java = require_tool("java", "install a JDK 17+ (e.g. `apt-get install openjdk-17-jdk-headless`)")
+        libs = resolve_broker_jars()
+        classpath = f"{libs}/*"
+        data = self.home / "data"
+        shutil.rmtree(data, ignore_errors=True)
+        self.home.mkdir(parents=True, exist_ok=True)
+        properties_file = self.home / "server.properties"
+        properties_file.write_text("".join(f"{k}={v}\n" for k, v in self.server_properties().items()))
+        log4j = self.home / "log4j2.yaml"
+        log4j.write_text(LOG4J2_YAML)
+
+        cluster_id = _random_cluster_id()
+        formatted = subprocess.run(
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+             "-c", str(properties_file)],
+            capture_output=True, text=True, timeout=120,
+        )
+        if formatted.returncode != 0:
+            raise StackError("formatting the KRaft storage failed:\n" + (formatted.stdout + formatted.stderr)[-2000:])
+
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        process = start_process(
+            [java, *self.heap.split(), "-XX:+UseG1GC", f"-Dlog4j2.configurationFile={log4j}",
+             *self.extra_jvm_args, "-cp", classpath, "kafka.Kafka", str(properties_file)],
+            log_file=self.log_file, pid_file=self.pid_file,
+        )
+        ready = wait_until(lambda: process.poll() is not None or broker_answers(self.bootstrap_servers), timeout)
+        if process.poll() is not None or not ready:
+            self.stop()
+            why = "exited" if process.poll() is not None else f"did not answer within {timeout:.0f}s"
+            raise StackError(f"the Kafka broker {why}; last lines of {self.log_file}:\n{tail(self.log_file)}")
+        logger.info("Kafka %s ready at %s (pid %d)", KAFKA_VERSION, self.bootstrap_servers, process.pid)
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        return stop_process(self.pid_file, timeout=timeout)
+
+
+def _random_cluster_id() -> str:
+    # Kafka's cluster id is a base64url-encoded UUID without padding (what `kafka-storage random-uuid` prints).
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def broker_answers(bootstrap_servers: str, client_config: Mapping[str, Any] | None = None,
+                   timeout: float = 3.0) -> bool:
+    """True when a metadata request to the broker succeeds."""
+    # A TCP check first: librdkafka would otherwise log a connection error every 50 ms while we wait.
+    hosts = [h.rsplit(":", 1) for h in bootstrap_servers.split(",") if ":" in h]
+    if hosts and not any(port_answers(int(port), host.split("//")[-1].strip("[]")) for host, port in hosts):
+        return False
+    config = {**(client_config or {}), "bootstrap.servers": bootstrap_servers}
+    try:
+        AdminClient(config).list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return True
+
+
+def ensure_topics(client_config: Mapping[str, Any], specs: Mapping[str, tuple[int, Mapping[str, str]]],
+                  *, timeout: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. Existing topics are left as they are.
+
+    :param specs: topic name -> (partitions, topic config).
+    """
+    admin = AdminClient(dict(client_config))
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [NewTopic(name, num_partitions=partitions, replication_factor=1, config=dict(config))
+              for name, (partitions, config) in specs.items() if name not in existing]
+    created = []
+    for name, future in admin.create_topics(wanted, operation_timeout=timeout).items() if wanted else ():
+        try:
+            future.result(timeout=timeout)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS: another process won the race
+                raise StackError(f"could not create topic {name}: {exc}") from exc
+    # Metadata for new topics reaches every listener a moment later; wait so callers can use them at once.
+    wait_until(lambda: set(specs) <= set(admin.list_topics(timeout=timeout).topics), timeout)
+    return created
