@@ -1,0 +1,127 @@
+"""Session fixtures: one real Kafka broker and one real MLflow server for the whole test session.
+
+The broker comes from, in order: ``KAFKA_BOOTSTRAP_SERVERS`` if set; testcontainers' Kafka container where a
+Docker engine answers; otherwise the project's own local KRaft broker (the same code as ``housing-stack up``),
+on free ports in a temporary folder. MLflow: ``MLFLOW_TRACKING_URI`` if set, else a local ``mlflow server``.
+Both start lazily, so ``pytest tests/unit`` needs nothing running.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumer.settings import Settings, load_settings
+from stack.kafka import LocalKafka, broker_answers, ensure_topics
+from stack.mlflow_server import LocalMlflow
+from stack.processes import free_port
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _docker_engine_answers() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        client = docker.from_env(timeout=3)
+        return bool(client.ping())
+    except Exception:  # no SDK, no socket, no engine: all mean "no Docker here"
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of a real broker for this session."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        assert broker_answers(external), f"KAFKA_BOOTSTRAP_SERVERS={external} does not answer"
+        yield external
+        return
+    if os.environ.get("HOUSING_TESTS_USE_DOCKER", "1") == "1" and _docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer  # type: ignore[import-untyped]
+
+        container = KafkaContainer().with_kraft()
+        container.with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "10")
+        with container:
+            yield container.get_bootstrap_server()
+        return
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port())
+    broker.start()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """HTTP URI of a real MLflow tracking server (SQLite backend, local artifacts) for this session."""
+    external = os.environ.get("MLFLOW_TRACKING_URI")
+    if external:
+        yield external
+        return
+    server = LocalMlflow(tmp_path_factory.mktemp("mlflow"), port=free_port())
+    server.start()
+    try:
+        yield server.tracking_uri
+    finally:
+        server.stop()
+
+
+def _topic_safe(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9._-]", "_", name)[:150]
+
+
+@pytest.fixture
+def topic_factory(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callable[..., str]:
+    """Create a fresh topic named after the test: ``topic_factory(partitions=3, suffix="records") -> name``."""
+
+    def create(partitions: int = 1, suffix: str = "", config: dict[str, str] | None = None) -> str:
+        name = _topic_safe(f"{request.node.name}-{suffix}-{uuid.uuid4().hex[:8]}")
+        ensure_topics({"bootstrap.servers": kafka_bootstrap}, {name: (partitions, config or {})})
+        return name
+
+    return create
+
+
+@pytest.fixture
+def group_id(request: pytest.FixtureRequest) -> str:
+    """A consumer group id nobody else uses."""
+    return _topic_safe(f"group-{request.node.name}-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def stream_topics(topic_factory: Callable[..., str]) -> dict[str, str]:
+    """A fresh set of the five topics for one test (names as in Settings.topics)."""
+    return {
+        "records": topic_factory(3, "records"),
+        "predictions": topic_factory(3, "predictions"),
+        "dead_letter": topic_factory(3, "dlq"),
+        "model_updates": topic_factory(1, "updates"),
+        "scorer_status": topic_factory(1, "status", {"cleanup.policy": "compact"}),
+    }
+
+
+@pytest.fixture
+def settings_factory(kafka_bootstrap: str, mlflow_tracking_uri: str,
+                     tmp_path: Path) -> Callable[..., Settings]:
+    """Settings pointing at the session's broker and MLflow server; flat-key overrides on top."""
+
+    def make(topics: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        flat: dict[str, Any] = {
+            "kafka.bootstrap_servers": kafka_bootstrap,
+            "mlflow.tracking_uri": mlflow_tracking_uri,
+            "admin.port": free_port(),
+        }
+        for key, value in (topics or {}).items():
+            flat[f"topics.{key}"] = value
+        flat.update({k.replace("__", "."): v for k, v in overrides.items()})
+        return load_settings(flat, env={}, config_path=PROJECT_ROOT / "config" / "mlflow_config.yaml")
+
+    return make
