@@ -44,6 +44,8 @@ DEFAULT_PRODUCER_CONFIG: Mapping[str, Any] = {
     "queue.buffering.max.kbytes": 512 * 1024,
     # A message not delivered within a minute is reported failed, rather than the default 5 min hang.
     "message.timeout.ms": 60_000,
+    # Room for the corpus's deliberately oversized records (1 MiB); compressed, the broker takes them.
+    "message.max.bytes": 2 * 1024 * 1024,
     "log.connection.close": False,
 }
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -66,7 +68,7 @@ class PublishReport:
     """What a publish run did."""
 
     sent: int
-    """Messages handed to the producer (good and bad)."""
+    """Messages taken from the source and attempted (good and bad)."""
     delivered: int
     """Messages the broker acknowledged."""
     failed: int
@@ -127,7 +129,9 @@ class _Deliveries:
 
     def on_error(self, err: KafkaError) -> None:
         # Client-level errors (broker down, auth); delivery failures still come per message.
-        self.last_client_error = err.str()
+        # "all brokers down" follows the real cause (refused, DNS, TLS); keep the cause.
+        if err.code() != KafkaError._ALL_BROKERS_DOWN or self.last_client_error is None:
+            self.last_client_error = err.str()
         if err.fatal():
             logger.error("fatal producer error: %s", err.str())
         else:
@@ -152,6 +156,7 @@ def check_broker(producer: Producer, topic: str, timeout: float, last_error: Cal
     try:
         metadata = producer.list_topics(timeout=timeout)
     except KafkaException as exc:
+        producer.poll(0)  # serve the error callback, which knows the cause (refused, DNS, TLS, auth)
         cause = last_error() or str(exc.args[0].str() if exc.args else exc)
         raise BrokerUnavailableError(f"no answer within {timeout:g}s ({cause})") from None
     found = metadata.topics.get(topic)
@@ -269,10 +274,10 @@ def publish(
             logger.error("%d messages still undelivered after %gs", remaining, flush_timeout)
     elapsed = time.monotonic() - start
     errors = Counter(deliveries.errors)
-    errors.update(loop.encode_errors)
-    failed = deliveries.failed + sum(loop.encode_errors.values())
+    errors.update(loop.not_sent)
+    failed = deliveries.failed + sum(loop.not_sent.values())
     return PublishReport(
-        sent=loop.sent + sum(loop.encode_errors.values()),
+        sent=loop.sent + sum(loop.not_sent.values()),
         delivered=deliveries.delivered,
         failed=failed,
         errors=dict(errors),
@@ -339,7 +344,8 @@ class _Loop:
     bar: Any
     sent: int = 0
     bad: int = 0
-    encode_errors: Counter[str] = field(default_factory=Counter)
+    not_sent: Counter[str] = field(default_factory=Counter)
+    """Messages that never reached the producer's queue (unencodable, refused), by reason."""
 
     def run_unpaced(self, source: Iterable[OutgoingMessage]) -> None:
         it = iter(source)
@@ -385,12 +391,15 @@ class _Loop:
                 try:
                     value = encode(record)
                 except (ValueError, TypeError) as exc:
-                    self._encode_failed(message, exc)
+                    self._not_sent(message, f"cannot encode record: {exc}")
                     continue
             try:
                 produce(topic, value, message.key)
             except BufferError:
                 self._produce_when_room(value, message.key)
+            except KafkaException as exc:  # refused locally (e.g. too large): count it, go on
+                self._not_sent(message, f"produce refused: {exc.args[0].str() if exc.args else exc}")
+                continue
             sent += 1
         self.sent += sent
         self.bad += bad
@@ -407,8 +416,7 @@ class _Loop:
             except BufferError:
                 continue
 
-    def _encode_failed(self, message: OutgoingMessage, exc: Exception) -> None:
-        reason = f"cannot encode record: {exc}"
-        if not self.encode_errors:
-            logger.error("record %r not sent: %s", message.key, exc)
-        self.encode_errors[reason[:200]] += 1
+    def _not_sent(self, message: OutgoingMessage, reason: str) -> None:
+        if not self.not_sent:
+            logger.error("message %r not sent: %s", message.key, reason)
+        self.not_sent[reason[:200]] += 1

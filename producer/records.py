@@ -82,13 +82,18 @@ def csv_records(path: str | Path = DEFAULT_CSV_PATH, *, loop: bool = False) -> I
 
     :param path: a CSV with the public dataset's header (``data/housing.csv`` by default).
     :param loop: repeat the file forever (rows are parsed once and each pass yields fresh dicts).
+    :raises SourceError: at call time, when the file cannot be read or parsed.
     """
+    # Read now (not on first next()) so a missing or broken file fails before anything connects.
     rows = _read_csv(Path(path))
     if not loop:
-        yield from rows
-        return
+        return iter(rows)
     if not rows:
         raise SourceError(f"{path}: no rows to loop over")
+    return _repeat(rows)
+
+
+def _repeat(rows: list[Record]) -> Iterator[Record]:
     # Yield copies of the cached rows: callers add ids in place, so each pass needs its own dicts.
     while True:
         for row in rows:
@@ -209,7 +214,8 @@ def _clamp(value: float, bounds: tuple[float, float]) -> float:
 
 
 def stdin_records(stream: Iterable[str | bytes] | IO[str] | IO[bytes]) -> Iterator[Record]:
-    """JSON objects, one per line (blank lines skipped); records pass through unchanged.
+    """JSON objects, one per line (blank lines skipped), passed through as they are except that a
+    ``median_house_value`` (the target, e.g. in a replay of the CSV) is dropped.
 
     :param stream: any iterable of lines, e.g. ``sys.stdin`` or ``sys.stdin.buffer``.
     :raises SourceError: a line that is not a JSON object, naming its line number.
@@ -223,6 +229,7 @@ def stdin_records(stream: Iterable[str | bytes] | IO[str] | IO[bytes]) -> Iterat
             raise SourceError(f"stdin line {line_no}: not valid JSON ({exc})") from None
         if not isinstance(obj, dict):
             raise SourceError(f"stdin line {line_no}: expected a JSON object, got {type(obj).__name__}")
+        obj.pop(TARGET_COLUMN, None)
         yield obj
 
 

@@ -1,0 +1,159 @@
+"""``housing-produce``: publish housing records to Kafka from the CSV, a synthetic generator or stdin.
+
+Examples::
+
+    housing-produce                                   # the whole CSV once, JSON, as fast as possible
+    housing-produce --source synthetic --rate 1000    # 1,000 records/s until Ctrl-C
+    housing-produce --loop --count 100000 --format avro --bad-fraction 0.05
+    jq -c . records.jsonl | housing-produce --source stdin
+
+Exit status: 0 all delivered; 1 some messages not delivered (how many and why is printed);
+2 bad arguments or settings; 3 the broker (or schema registry) could not be used; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+
+from consumer.settings import SettingsError, add_settings_arguments, settings_from_args
+from producer.publish import (
+    DEFAULT_CONNECT_TIMEOUT,
+    BrokerUnavailableError,
+    PublishError,
+    make_encoder,
+    producer_config,
+    publish,
+)
+from producer.records import (
+    DEFAULT_CSV_PATH,
+    Record,
+    SourceError,
+    csv_records,
+    inject_bad,
+    stdin_records,
+    synthetic_records,
+    with_ids,
+)
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_NOT_DELIVERED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="housing-produce",
+        description="Publish California-housing records to Kafka (JSON or Avro), optionally paced and "
+        "with malformed records mixed in on purpose.",
+    )
+    source = parser.add_argument_group("source")
+    source.add_argument("--source", choices=("csv", "synthetic", "stdin"), default="csv",
+                        help="where records come from (default: csv); stdin reads JSON lines")
+    source.add_argument("--csv", dest="csv_path", default=str(DEFAULT_CSV_PATH), metavar="PATH",
+                        help="CSV with the dataset's header (default: data/housing.csv)")
+    source.add_argument("--loop", action="store_true", help="repeat the CSV (or keep generating) until --count")
+    source.add_argument("--seed", type=int, default=0,
+                        help="seed for the synthetic generator and bad-record placement (default: 0)")
+    source.add_argument("--start-id", type=int, default=0, help="first record id number: rec-<n> (default: 0)")
+
+    sending = parser.add_argument_group("sending")
+    sending.add_argument("--format", choices=("json", "avro"), default="json",
+                         help="json (default) or avro: Confluent wire format when a schema registry URL "
+                         "is set, single-object encoding otherwise")
+    sending.add_argument("--rate", type=float, default=0.0,
+                         help="records per second; 0 = as fast as possible (default)")
+    sending.add_argument("--count", type=int, default=None, help="stop after this many messages (good + bad)")
+    sending.add_argument("--bad-fraction", type=float, default=0.0, metavar="F",
+                         help="share of messages that are malformed on purpose, 0..1 (keys bad-<kind>-<n>)")
+    sending.add_argument("--topic", dest="setting__topics__records", default=None,
+                         help="topic to publish to (env TOPIC_RECORDS; default housing.records)")
+    sending.add_argument("--compression", default="lz4", choices=("lz4", "none", "zstd", "snappy", "gzip"),
+                         help="producer compression (default: lz4)")
+    sending.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
+                         help="give up if the broker does not answer within this many seconds "
+                         f"(default: {DEFAULT_CONNECT_TIMEOUT:g})")
+    sending.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                         help="progress bar on stderr (default: when stderr is a terminal)")
+    add_settings_arguments(parser, keys=("kafka.bootstrap_servers", "schema_registry_url", "log_level"))
+    return parser
+
+
+def _records(args: argparse.Namespace) -> Iterator[Record]:
+    if args.source == "synthetic":
+        return synthetic_records(args.seed)
+    if args.source == "stdin":
+        return stdin_records(sys.stdin.buffer)
+    return csv_records(args.csv_path, loop=args.loop)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # librdkafka repeats connection errors many times a second; the publisher reports the cause once.
+    logging.getLogger("producer.librdkafka").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse flags, build settings, publish, print a summary; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.loop and args.source == "stdin":
+        parser.error("--loop cannot repeat stdin")
+    if args.rate < 0:
+        parser.error("--rate must be >= 0")
+    if args.count is not None and args.count < 0:
+        parser.error("--count must be >= 0")
+    if not 0.0 <= args.bad_fraction <= 1.0:
+        parser.error("--bad-fraction must be between 0 and 1")
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        print(f"housing-produce: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _configure_logging(settings.log_level)
+
+    topic = settings.topics.records
+    servers = settings.kafka.bootstrap_servers
+    if args.bad_fraction > 0 and args.compression == "none":
+        logger.warning("--compression none: the corpus's 1 MiB bad records exceed the broker's default "
+                       "message size and will fail delivery; lz4 lets them through")
+    try:
+        encode = make_encoder(args.format, schema_registry_url=settings.schema_registry_url)
+        messages = inject_bad(with_ids(_records(args), args.start_id), args.bad_fraction, args.seed,
+                              first_bad_id=args.start_id)
+        config = producer_config(settings.kafka.client_config(), compression_type=args.compression)
+        progress = sys.stderr.isatty() if args.progress is None else args.progress
+        logger.info("publishing %s records to %s at %s (%s%s)", args.source, topic, servers, args.format,
+                    f", {args.rate:g}/s" if args.rate else ", unpaced")
+        report = publish(messages, config=config, topic=topic, rate=args.rate, count=args.count,
+                         progress=progress, encode=encode, connect_timeout=args.connect_timeout)
+    except BrokerUnavailableError as exc:
+        print(f"housing-produce: cannot reach Kafka at {servers}: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except PublishError as exc:
+        print(f"housing-produce: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        print("housing-produce: interrupted before sending", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SourceError as exc:
+        # Raised while reading the source, after some messages may already have gone out.
+        print(f"housing-produce: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    print(report.summary(), flush=True)
+    if not report.ok:
+        print(f"housing-produce: {report.failure_message()}", file=sys.stderr)
+        return EXIT_NOT_DELIVERED
+    return EXIT_INTERRUPTED if report.interrupted else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
