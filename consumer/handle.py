@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -37,6 +38,10 @@ class ModelHandle:
     """``registry`` or ``fallback`` (the local pickle, used when the registry cannot be reached)."""
     loaded_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
+    input_example: Any = None
+    """The version's stored input example (a DataFrame), used to check a model before it is swapped in."""
+    reference_profile: Mapping[str, Any] | None = None
+    """The training split's feature profile (bin edges and proportions) for drift monitoring."""
 
     def predict(self, frame: Any) -> np.ndarray:
         """One vectorised call for a whole batch; returns float64 predictions."""
@@ -63,3 +68,9 @@ class ModelHandle:
             "loaded_at": self.loaded_at,
             "load_seconds": round(self.load_seconds, 4),
         }
+
+    @property
+    def label(self) -> str:
+        """Short human name for logs: ``california_housing_best_model v3 (@champion)``."""
+        via = f" (@{self.alias})" if self.alias else (f" ({self.stage})" if self.stage else "")
+        return f"{self.name} v{self.version}{via}" + (" [fallback file]" if self.source == "fallback" else "")

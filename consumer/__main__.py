@@ -1,0 +1,66 @@
+"""``housing-scorer``: score housing records from Kafka with the registry's model; admin API beside it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from consumer.settings import Settings, SettingsError, add_settings_arguments, settings_from_args
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s [%(threadName)s]: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("urllib3", "mlflow", "alembic", "git"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="housing-scorer", description=__doc__)
+    add_settings_arguments(parser)
+    parser.add_argument("--no-admin-api", action="store_true", help="run the scoring loop only")
+    parser.add_argument("--show-config", action="store_true", help="print the effective settings and exit")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings: Settings = settings_from_args(args)
+    except SettingsError as exc:
+        print(f"housing-scorer: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    if args.show_config:
+        print(json.dumps({k: v for k, v in settings.as_dict().items()}, indent=2, default=str))
+        return 0
+    configure_logging(settings.log_level)
+
+    from consumer.loop import ScorerFatalError
+    from consumer.model import ModelUnavailable
+    from consumer.service import ScorerService
+
+    service = ScorerService(settings)
+    try:
+        service.start()
+    except (ModelUnavailable, ScorerFatalError) as exc:
+        print(f"housing-scorer: cannot start: {exc}", file=sys.stderr)
+        return 2
+    try:
+        code = service.run_forever(admin_api=not args.no_admin_api)
+    except ScorerFatalError as exc:
+        print(f"housing-scorer: {exc}", file=sys.stderr)
+        service.stop()
+        return 2
+    if code:
+        print(f"housing-scorer: stopped: {service.state.fatal_error}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

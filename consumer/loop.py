@@ -1,0 +1,440 @@
+"""The Kafka scoring loop: the only module of consumer/ that talks to the input and output topics.
+
+One batch at a time: consume up to ``BATCH_MAX_RECORDS`` or ``BATCH_MAX_WAIT_MS``, score it with the pure
+core, then produce predictions and dead letters and commit the input offsets.
+
+- ``exactly_once`` (default): a transactional producer; the batch's outputs and its input offsets go in one
+  transaction (KIP-447: offsets sent with the consumer's group metadata, so a zombie instance is fenced by
+  the group generation). A failed batch is aborted and the consumer rewound to the batch start, so it is
+  scored again; downstream ``read_committed`` readers see each output exactly once.
+- ``at_least_once``: idempotent producer, flush, then a synchronous offset commit per batch.
+
+A transaction is never open while ``consume`` runs, so rebalance callbacks never race a batch: by the time
+partitions are revoked or lost, the last batch is committed or aborted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from consumer.handle import ModelHandle
+from consumer.scoring import BatchResult, Incoming, score_batch
+from consumer.settings import Settings
+from consumer.state import ScorerState
+from schemas.codecs import PredictionEncoder, RecordDecoder, registry_client
+
+logger = logging.getLogger(__name__)
+
+BatchHook = Callable[[BatchResult, ModelHandle], None]
+"""Called after each committed batch (drift monitor, prediction logger); must be quick and never raise."""
+
+TRANSIENT_RETRIES = 5
+LAG_REFRESH_SECONDS = 2.0
+# Errors that no retry will fix: wrong credentials, missing topics, no permission.
+FATAL_CODES = {
+    KafkaError._AUTHENTICATION,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError._SSL,
+    KafkaError.INVALID_CONFIG,
+}
+
+
+class ScorerFatalError(RuntimeError):
+    """The scorer cannot go on; the message says what to fix. Uncommitted work is aborted, nothing is lost."""
+
+
+class BatchFailed(Exception):
+    """A batch could not be committed; it was aborted and will be consumed again."""
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    scorer = settings.scorer
+    config = settings.kafka.client_config()
+    config.update({
+        "group.id": scorer.group_id,
+        "client.id": f"housing-scorer-{scorer.instance_id}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        # Never score records of an aborted upstream transaction.
+        "isolation.level": "read_committed",
+        # A dead scorer's partitions move on within seconds, not the 45 s default.
+        "session.timeout.ms": 10000,
+        "heartbeat.interval.ms": 2000,
+        "fetch.wait.max.ms": 10,
+        "queued.min.messages": max(10000, scorer.batch_max_records * 4),
+    })
+    return config
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    scorer = settings.scorer
+    config = settings.kafka.client_config()
+    config.update({
+        "client.id": f"housing-scorer-{scorer.instance_id}",
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 2,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": max(100000, scorer.batch_max_records * 4),
+    })
+    if scorer.processing_guarantee == "exactly_once":
+        # A stable transactional.id (stable SCORER_INSTANCE_ID) lets a restarted instance fence its own zombie
+        # and abort its open transaction at once; the short timeout bounds how long a crashed one can block.
+        config["transactional.id"] = f"{scorer.group_id}-{scorer.instance_id}"
+        config["transaction.timeout.ms"] = 15000
+    return config
+
+
+class ScoringLoop:
+    """Consume, score, produce, commit; on its own thread. ``stop`` ends it after the batch in flight."""
+
+    def __init__(self, settings: Settings, state: ScorerState, *, hooks: Sequence[BatchHook] = (),
+                 decoder: RecordDecoder | None = None, encoder: PredictionEncoder | None = None) -> None:
+        self.settings = settings
+        self.state = state
+        self.hooks = list(hooks)
+        registry = registry_client(settings.schema_registry_url)
+        self.decoder = decoder or RecordDecoder(registry, max_bytes=settings.scorer.max_message_bytes)
+        self.encoder = encoder or PredictionEncoder(registry, subject=f"{settings.topics.predictions}-value")
+        self.exactly_once = settings.scorer.processing_guarantee == "exactly_once"
+        self._stop = threading.Event()
+        self._fatal: str | None = None
+        self._delivery_errors: list[str] = []
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._next_lag_refresh = 0.0
+
+    # --- life cycle ----------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Run until ``stop()``; raises ScorerFatalError on an error no retry can fix."""
+        topics = self.settings.topics
+        self._producer = Producer({**producer_config(self.settings), "error_cb": self._on_client_error})
+        self._consumer = Consumer({**consumer_config(self.settings), "error_cb": self._on_client_error})
+        consumer, producer = self._consumer, self._producer
+        try:
+            self._check_topics(consumer)
+            if self.exactly_once:
+                self._call(lambda: producer.init_transactions(30), "initialise the transactional producer")
+            consumer.subscribe([topics.records], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                               on_lost=self._on_lost)
+            self.state.consumer_running = True
+            logger.info("scoring %s -> %s (DLQ %s) as group %s, %s, batches of up to %d / %d ms",
+                        topics.records, topics.predictions, topics.dead_letter, self.settings.scorer.group_id,
+                        self.settings.scorer.processing_guarantee, self.settings.scorer.batch_max_records,
+                        self.settings.scorer.batch_max_wait_ms)
+            while not self._stop.is_set():
+                self._raise_if_fatal()
+                messages = consumer.consume(self.settings.scorer.batch_max_records,
+                                            self.settings.scorer.batch_max_wait_ms / 1000 or 0.001)
+                self._raise_if_fatal()
+                if messages:
+                    self._process(messages)
+                self._refresh_lag()
+        finally:
+            self.state.consumer_running = False
+            self._close()
+
+    def _close(self) -> None:
+        deadline = self.settings.scorer.shutdown_timeout
+        if self._producer is not None:
+            remaining = self._producer.flush(deadline)
+            if remaining:
+                logger.warning("%d produced messages undelivered at shutdown (their offsets were not committed)",
+                               remaining)
+        if self._consumer is not None:
+            try:
+                self._consumer.close()  # leaves the group now, so partitions move without a session timeout
+            except (KafkaException, RuntimeError) as exc:
+                logger.warning("consumer close: %s", exc)
+        self.state.set_assignment(frozenset())
+
+    def _check_topics(self, consumer: Consumer) -> None:
+        topics = self.settings.topics
+        try:
+            metadata = consumer.list_topics(timeout=15)
+        except KafkaException as exc:
+            raise ScorerFatalError(
+                f"Kafka at {self.settings.kafka.bootstrap_servers} did not answer a metadata request ({exc}): "
+                "check KAFKA_BOOTSTRAP_SERVERS and the security settings, or start it with `housing-stack up`"
+            ) from exc
+        self.state.kafka_connected = True
+        missing = [t for t in (topics.records, topics.predictions, topics.dead_letter) if t not in metadata.topics]
+        if missing:
+            raise ScorerFatalError(f"topic(s) {', '.join(missing)} do not exist on "
+                                   f"{self.settings.kafka.bootstrap_servers}: create them (`housing-stack up` "
+                                   "creates the five topics) or fix the topic settings")
+
+    # --- rebalance callbacks (run inside consume(), never during a batch) -----------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.state.set_assignment(frozenset((tp.topic, tp.partition) for tp in partitions))
+        logger.info("assigned %s", _describe(partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Every batch was committed (or aborted and rewound) before consume() ran again: nothing is pending.
+        logger.info("revoked %s", _describe(partitions))
+        self.state.set_assignment(frozenset())
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logger.warning("lost %s (another member may already own them)", _describe(partitions))
+        self.state.set_assignment(frozenset())
+
+    # --- errors --------------------------------------------------------------------------------------
+    def _on_client_error(self, error: KafkaError) -> None:
+        if error.fatal() or error.code() in FATAL_CODES:
+            self._fatal = f"{error.name()}: {error.str()}"
+        elif error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            self.state.kafka_connected = False
+            self.state.kafka_error = error.str()
+            logger.warning("Kafka: %s (retrying)", error.str())
+        else:
+            logger.warning("Kafka client error: %s", error.str())
+
+    def _raise_if_fatal(self) -> None:
+        if self._fatal:
+            hint = ""
+            if "AUTHENTICATION" in self._fatal.upper() or "SASL" in self._fatal.upper():
+                hint = ": check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME/PASSWORD"
+            elif "FENCED" in self._fatal.upper():
+                hint = (": another scorer took over this transactional id; give each instance its own "
+                        "SCORER_INSTANCE_ID")
+            raise ScorerFatalError(f"fatal Kafka error {self._fatal}{hint}")
+
+    def _call(self, operation: Callable[[], Any], what: str) -> Any:
+        try:
+            return operation()
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.fatal() or error.code() in FATAL_CODES:
+                raise ScorerFatalError(f"could not {what}: {error.str()}") from exc
+            if error.code() == KafkaError._TIMED_OUT:
+                raise ScorerFatalError(
+                    f"could not {what}: timed out talking to Kafka at {self.settings.kafka.bootstrap_servers}"
+                ) from exc
+            raise
+
+    # --- one batch -----------------------------------------------------------------------------------
+    def _process(self, messages: list[Message]) -> None:
+        batch: list[Incoming] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal() or error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, *FATAL_CODES):
+                    raise ScorerFatalError(f"consuming {message.topic()}: {error.str()}")
+                logger.warning("consume error: %s", error.str())
+                continue
+            timestamp_type, timestamp = message.timestamp()
+            batch.append(Incoming(message.key(), message.value(), message.topic(), message.partition(),
+                                  message.offset(), timestamp if timestamp_type else None,
+                                  tuple(message.headers() or ())))
+        if not batch:
+            return
+        self.state.kafka_connected = True
+        started = time.perf_counter()
+        handle = self.state.models.current
+        if handle is None:  # cannot happen after start-up; rewinding keeps the records for later
+            self._rewind(batch)
+            return
+        predict_started = time.perf_counter()
+        result = score_batch(batch, handle, decoder=self.decoder, encoder=self.encoder,
+                             shadow=self.state.models.shadow if self.settings.scorer.shadow_enabled else None)
+        predict_seconds = time.perf_counter() - predict_started
+        try:
+            self._deliver(batch, result)
+        except BatchFailed as exc:
+            logger.warning("batch of %d at %s aborted and rewound: %s", len(batch), _positions(batch), exc)
+            self.state.metrics.transactions.labels(result="aborted").inc()
+            return
+        self._observe(batch, result, handle, started, predict_seconds)
+
+    def _deliver(self, batch: list[Incoming], result: BatchResult) -> None:
+        producer, consumer = self._producer, self._consumer
+        assert producer is not None and consumer is not None
+        topics = self.settings.topics
+        offsets = _next_offsets(batch)
+        if self.exactly_once:
+            try:
+                producer.begin_transaction()
+                self._produce_all(result, topics.predictions, topics.dead_letter)
+                producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+                self._commit_transaction()
+            except KafkaException as exc:
+                self._abort_and_rewind(batch, exc)
+                raise BatchFailed(str(exc)) from exc
+            self.state.metrics.transactions.labels(result="committed").inc()
+            return
+        self._delivery_errors.clear()
+        self._produce_all(result, topics.predictions, topics.dead_letter, on_delivery=self._on_delivery)
+        remaining = producer.flush(30)
+        if remaining or self._delivery_errors:
+            self._rewind(batch)
+            raise BatchFailed(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # The outputs are out; re-scoring gives duplicates, which at-least-once allows.
+            self._rewind(batch)
+            raise BatchFailed(f"offset commit failed: {exc}") from exc
+        self.state.metrics.transactions.labels(result="committed").inc()
+
+    def _produce_all(self, result: BatchResult, predictions_topic: str, dlq_topic: str,
+                     on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> None:
+        produce = self._produce
+        for scored in result.scored:
+            produce(predictions_topic, scored.key, scored.value, scored.headers, on_delivery)
+        for rejected in result.rejected:
+            produce(dlq_topic, rejected.key, rejected.value, rejected.headers, on_delivery)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]],
+                 on_delivery: Callable[[KafkaError | None, Message], None] | None) -> None:
+        producer = self._producer
+        assert producer is not None
+        while True:
+            try:
+                if on_delivery is None:
+                    producer.produce(topic, value=value, key=key, headers=headers)
+                else:
+                    producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+                return
+            except BufferError:
+                producer.poll(0.05)  # local queue full: let deliveries drain
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._delivery_errors.append(f"{message.topic()}: {error.str()}")
+
+    def _commit_transaction(self) -> None:
+        producer = self._producer
+        assert producer is not None
+        for attempt in range(TRANSIENT_RETRIES):
+            try:
+                producer.commit_transaction(30)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.retriable() and attempt + 1 < TRANSIENT_RETRIES:
+                    logger.warning("commit_transaction: %s (retrying)", error.str())
+                    continue
+                raise
+
+    def _abort_and_rewind(self, batch: list[Incoming], exc: KafkaException) -> None:
+        producer = self._producer
+        assert producer is not None
+        error = exc.args[0]
+        if error.fatal():
+            raise ScorerFatalError(
+                f"transactional producer failed fatally: {error.str()}"
+                + (" (fenced: another instance with the same SCORER_INSTANCE_ID took over)"
+                   if error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED) else "")
+            ) from exc
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                producer.abort_transaction(30)
+                break
+            except KafkaException as abort_exc:
+                abort_error = abort_exc.args[0]
+                if abort_error.fatal():
+                    raise ScorerFatalError(f"could not abort a transaction: {abort_error.str()}") from abort_exc
+                if abort_error.code() == KafkaError._STATE:
+                    break  # no transaction in progress (begin_transaction itself failed)
+                if time.monotonic() > deadline or self._stop.is_set():
+                    raise ScorerFatalError(f"could not abort a transaction for 120 s: {abort_error.str()}") \
+                        from abort_exc
+                logger.warning("abort_transaction: %s (retrying)", abort_error.str())
+        self._rewind(batch)
+
+    def _rewind(self, batch: list[Incoming]) -> None:
+        """Seek each partition of the batch back to its first record, so the batch is consumed again."""
+        consumer = self._consumer
+        assert consumer is not None
+        first: dict[tuple[str, int], int] = {}
+        for incoming in batch:
+            first.setdefault((incoming.topic, incoming.partition), incoming.offset)
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        for (topic, partition), offset in first.items():
+            if (topic, partition) not in assigned:
+                continue  # revoked meanwhile: its new owner starts from the committed offset
+            try:
+                consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                logger.warning("could not rewind %s[%d] to %d: %s", topic, partition, offset, exc)
+
+    # --- bookkeeping ---------------------------------------------------------------------------------
+    def _observe(self, batch: list[Incoming], result: BatchResult, handle: ModelHandle, started: float,
+                 predict_seconds: float) -> None:
+        metrics = self.state.metrics
+        metrics.records_consumed.inc(len(batch))
+        metrics.batch_size.observe(len(batch))
+        metrics.predict_seconds.observe(predict_seconds)
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+        if result.scored:
+            metrics.records_scored.labels(model_version=handle.version).inc(len(result.scored))
+        for rejected in result.rejected:
+            metrics.records_dead_lettered.labels(reason=rejected.reason, stage=rejected.stage).inc()
+        now_ms = time.time() * 1000
+        observe = metrics.end_to_end_seconds.observe
+        for incoming in batch:
+            if incoming.timestamp_ms:
+                observe(max(0.0, (now_ms - incoming.timestamp_ms) / 1000))
+        self.state.add_counts(len(batch), len(result.scored), len(result.rejected))
+        for hook in self.hooks:
+            try:
+                hook(result, handle)
+            except Exception:  # a monitoring hook must never stop scoring
+                logger.exception("batch hook %r failed", hook)
+
+    def _refresh_lag(self) -> None:
+        now = time.monotonic()
+        if now < self._next_lag_refresh or self._consumer is None:
+            return
+        self._next_lag_refresh = now + LAG_REFRESH_SECONDS
+        consumer = self._consumer
+        try:
+            assignment = consumer.assignment()
+            if not assignment:
+                self.state.set_lag({})
+                return
+            positions = consumer.position(assignment)
+            lag = {}
+            for tp in positions:
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0 and tp.offset >= 0:
+                    lag[(tp.topic, tp.partition)] = max(0, high - tp.offset)
+            self.state.set_lag(lag)
+        except KafkaException as exc:
+            logger.debug("lag refresh: %s", exc)
+
+
+def _next_offsets(batch: Sequence[Incoming]) -> list[TopicPartition]:
+    """The offsets to commit after a batch: last offset + 1 per partition."""
+    last: dict[tuple[str, int], int] = {}
+    for incoming in batch:
+        last[(incoming.topic, incoming.partition)] = incoming.offset
+    return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]
+
+
+def _describe(partitions: Sequence[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
+
+
+def _positions(batch: Sequence[Incoming]) -> str:
+    first = batch[0]
+    return f'partition="{first.topic}[{first.partition}]" offset="{first.offset}"'

@@ -1,0 +1,158 @@
+"""One ``housing-scorer`` process: the scoring loop on its own thread, the admin API on the asyncio loop.
+
+Start-up order: settings -> logging -> model threads -> model (registry, else fallback) -> scoring thread ->
+admin API. A fatal error on the scoring thread stops the process with exit code 2 and a message saying what
+to fix; SIGTERM/SIGINT finish the batch in flight, commit it, close the clients and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from consumer.handle import ModelHandle
+from consumer.loop import BatchHook, ScorerFatalError, ScoringLoop
+from consumer.model import ModelLoader, load_startup_model, registry_answers
+from consumer.settings import Settings
+from consumer.state import ReloadResult, ScorerState
+
+logger = logging.getLogger(__name__)
+
+EXIT_FATAL = 2
+
+
+def limit_model_threads(threads: int) -> None:
+    """Pin OpenMP/BLAS pools: on 2 cores HistGradientBoosting's 2 OpenMP threads collapse under contention."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+
+
+class ScorerService:
+    """Owns the state, the scoring thread and (optionally) the admin API of one scorer."""
+
+    def __init__(self, settings: Settings, *, model: ModelHandle | None = None,
+                 extra_hooks: tuple[BatchHook, ...] = ()) -> None:
+        self.settings = settings
+        self.state = ScorerState(settings)
+        self._initial_model = model
+        self._extra_hooks = extra_hooks
+        self.loop: ScoringLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self.components: list[Any] = []
+        """Started helpers with a ``stop()`` (control listener, pollers, loggers), stopped in reverse order."""
+        self.on_stop: list[Callable[[], None]] = []
+
+    # --- start / stop --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the model and start the scoring thread. Raises ModelUnavailable / ScorerFatalError."""
+        limit_model_threads(self.settings.scorer.model_threads)
+        handle = self._initial_model or load_startup_model(self.settings)
+        self.state.on_model_loaded(handle)
+        self.state.set_mlflow_reachable(handle.source == "registry" or registry_answers(
+            self.settings.mlflow.tracking_uri))
+        self.state.record_reload(ReloadResult("started", handle.version, detail=handle.label,
+                                              load_seconds=handle.load_seconds))
+        logger.info("model %s loaded in %.2fs from %s", handle.label, handle.load_seconds, handle.uri)
+        self.loop = ScoringLoop(self.settings, self.state, hooks=self._extra_hooks)
+        self._thread = threading.Thread(target=self._run_loop, name="scoring-loop", daemon=True)
+        self._thread.start()
+
+    def _run_loop(self) -> None:
+        assert self.loop is not None
+        try:
+            self.loop.run()
+        except ScorerFatalError as exc:
+            self.state.fatal_error = str(exc)
+            logger.critical("%s", exc)
+        except Exception as exc:  # a bug: report it as fatal rather than leave a silent dead thread
+            self.state.fatal_error = f"scoring loop crashed: {type(exc).__name__}: {exc}"
+            logger.critical("scoring loop crashed", exc_info=True)
+        finally:
+            self._stopped.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Finish the batch in flight, commit, close. Safe to call twice."""
+        timeout = timeout or self.settings.scorer.shutdown_timeout + 20
+        for component in reversed(self.components):
+            try:
+                component.stop()
+            except Exception:
+                logger.exception("stopping %r", component)
+        if self.loop is not None:
+            self.loop.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.error("scoring thread did not stop within %.0fs", timeout)
+        for callback in self.on_stop:
+            try:
+                callback()
+            except Exception:
+                logger.exception("on_stop callback failed")
+        self.on_stop.clear()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    # --- the process ---------------------------------------------------------------------------------
+    def run_forever(self, *, admin_api: bool = True) -> int:
+        """Serve until a signal or a fatal error; returns the exit code."""
+        return asyncio.run(self._serve(admin_api))
+
+    async def _serve(self, admin_api: bool) -> int:
+        stop_requested = asyncio.Event()
+        aio_loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            aio_loop.add_signal_handler(sig, stop_requested.set)
+        runner = None
+        if admin_api and self.settings.admin.enabled:
+            runner = await self._start_admin_api()
+        stopped_task = asyncio.ensure_future(asyncio.to_thread(self._stopped.wait))
+        signal_task = asyncio.ensure_future(stop_requested.wait())
+        await asyncio.wait({stopped_task, signal_task}, return_when=asyncio.FIRST_COMPLETED)
+        logger.info("stopping: %s", "signal" if stop_requested.is_set() else "scoring loop ended")
+        await asyncio.to_thread(self.stop)
+        self._stopped.set()
+        for task in (stopped_task, signal_task):
+            task.cancel()
+        if runner is not None:
+            await runner.cleanup()
+        if self.state.fatal_error:
+            return EXIT_FATAL
+        return 0
+
+    async def _start_admin_api(self) -> Any:
+        from aiohttp import web
+
+        from admin_api.app import create_app, ssl_context
+
+        app = create_app(self.settings, state=self.state, service=self)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.admin.host, self.settings.admin.port,
+                           ssl_context=ssl_context(self.settings))
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            self.state.fatal_error = (f"admin API cannot listen on {self.settings.admin.host}:"
+                                      f"{self.settings.admin.port}: {exc.strerror} (set PORT or --port)")
+            self._stopped.set()
+            raise ScorerFatalError(self.state.fatal_error) from exc
+        logger.info("admin API on %s://%s:%d", "https" if self.settings.admin.tls_cert else "http",
+                    self.settings.admin.host, self.settings.admin.port)
+        return runner
+
+
+def loader_for(settings: Settings) -> ModelLoader:
+    return ModelLoader(settings)

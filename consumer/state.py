@@ -1,0 +1,152 @@
+"""What the scoring loop, the model reloader and the admin API share inside one scorer process.
+
+The scoring thread reads ``models.current`` once per batch; the reloader replaces it; the admin API reads
+everything for /health, /ready and /api/model/info. Each field is either immutable and swapped as a whole
+or guarded by a lock, so no reader sees a half-made value.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumer.handle import ModelHandle
+from consumer.metrics import ScorerMetrics
+from consumer.settings import Settings
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """The outcome of one reload attempt (from an event, a poll, the API or start-up)."""
+
+    result: str
+    """``loaded``, ``failed``, ``ignored`` (duplicate, stale or already loaded) or ``started``."""
+    version: str | None
+    detail: str = ""
+    event_id: str | None = None
+    load_seconds: float | None = None
+    at: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"result": self.result, "version": self.version, "detail": self.detail, "event_id": self.event_id,
+                "load_seconds": self.load_seconds, "at": self.at}
+
+
+class ModelHolder:
+    """The current model handle, the one before it (for rollback), and the shadow model if any."""
+
+    def __init__(self, initial: ModelHandle | None = None) -> None:
+        self._lock = threading.Lock()
+        self._current = initial
+        self._previous: ModelHandle | None = None
+        self._shadow: ModelHandle | None = None
+        self._history: deque[ModelHandle] = deque(maxlen=10)
+
+    @property
+    def current(self) -> ModelHandle | None:
+        return self._current  # one reference read: atomic
+
+    @property
+    def previous(self) -> ModelHandle | None:
+        return self._previous
+
+    @property
+    def shadow(self) -> ModelHandle | None:
+        return self._shadow
+
+    def swap(self, new: ModelHandle) -> ModelHandle | None:
+        """Make ``new`` current; the scoring thread picks it up at its next batch. Returns the old one."""
+        with self._lock:
+            old = self._current
+            if old is not None and old.version != new.version:
+                self._previous = old
+                self._history.append(old)
+            self._current = new
+            return old
+
+    def set_shadow(self, handle: ModelHandle | None) -> None:
+        self._shadow = handle
+
+    def history(self) -> list[ModelHandle]:
+        with self._lock:
+            return list(self._history)
+
+
+class ScorerState:
+    """Shared, observable state of one scorer process."""
+
+    def __init__(self, settings: Settings, *, metrics: ScorerMetrics | None = None,
+                 model: ModelHandle | None = None) -> None:
+        self.settings = settings
+        self.instance_id = settings.scorer.instance_id
+        self.metrics = metrics or ScorerMetrics()
+        self.models = ModelHolder(model)
+        self.started_at = time.time()
+        self._lock = threading.Lock()
+        self.assignment: frozenset[tuple[str, int]] = frozenset()
+        self.assignment_received = False
+        self.consumer_running = False
+        self.kafka_connected = False
+        self.kafka_error: str | None = None
+        self.lag: dict[tuple[str, int], int] = {}
+        self.last_reload: ReloadResult | None = None
+        self.mlflow_reachable: bool | None = None
+        self.counts = {"consumed": 0, "scored": 0, "dead_lettered": 0, "batches": 0}
+        self.fatal_error: str | None = None
+        self.drift: dict[str, float] = {}
+        self.extra: dict[str, Any] = {}
+        if model is not None:
+            self.on_model_loaded(model)
+
+    # --- written by the scoring loop ---------------------------------------------------------------
+    def set_assignment(self, partitions: frozenset[tuple[str, int]]) -> None:
+        self.assignment = partitions
+        self.assignment_received = True
+        self.metrics.assigned_partitions.set(len(partitions))
+
+    def set_lag(self, lag: dict[tuple[str, int], int]) -> None:
+        with self._lock:
+            self.lag = dict(lag)
+        for (topic, partition), behind in lag.items():
+            self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(behind)
+
+    def add_counts(self, consumed: int, scored: int, dead_lettered: int) -> None:
+        with self._lock:
+            self.counts["consumed"] += consumed
+            self.counts["scored"] += scored
+            self.counts["dead_lettered"] += dead_lettered
+            self.counts["batches"] += 1
+
+    # --- written by the reloader -------------------------------------------------------------------
+    def on_model_loaded(self, handle: ModelHandle) -> None:
+        """Swap in a checked model and publish its version as a metric."""
+        old = self.models.swap(handle)
+        if old is not None:
+            self.metrics.model_version.labels(name=old.name, stage=old.stage or "None").set(0)
+        self.metrics.model_version.labels(name=handle.name, stage=handle.stage or "None").set(handle.version_number)
+
+    def record_reload(self, result: ReloadResult) -> None:
+        self.last_reload = result
+        self.metrics.reloads.labels(result=result.result).inc()
+        if result.load_seconds is not None and result.result == "loaded":
+            self.metrics.reload_seconds.observe(result.load_seconds)
+
+    def set_mlflow_reachable(self, reachable: bool) -> None:
+        self.mlflow_reachable = reachable
+        self.metrics.mlflow_connection.set(1 if reachable else 0)
+
+    # --- read by the admin API ---------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """A model is loaded and the consumer holds its assignment."""
+        return self.models.current is not None and self.consumer_running and self.assignment_received
+
+    def total_lag(self) -> int:
+        with self._lock:
+            return sum(self.lag.values())
+
+    def uptime_seconds(self) -> float:
+        return time.time() - self.started_at
