@@ -26,6 +26,7 @@ from training import __main__ as cli
 from training.data import DataError, load_housing, sample_rows, split
 from training.pipeline import MODEL_KINDS, build_pipeline, normalize_kind, parse_kinds
 from training.register import (
+    SKOPS_TRUSTED_TYPES,
     TrackingServerUnreachable,
     TrainingConfig,
     check_tracking_server,
@@ -90,6 +91,19 @@ def test_missing_total_bedrooms_is_imputed_even_when_training_had_none(kind: str
     pipeline = build_pipeline(kind).fit(complete[list(FEATURE_COLUMNS)], complete[TARGET_COLUMN])
     predictions = pipeline.predict(to_frame([{**_records()[0], "total_bedrooms": None}]))
     assert np.isfinite(predictions).all()
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_fitted_pipelines_need_only_the_trusted_skops_types(kind: str, small_split: tuple) -> None:
+    import skops.io
+
+    X_train, _, y_train, _ = small_split
+    fitted = build_pipeline(kind).fit(X_train, y_train)
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(fitted))
+    assert set(untrusted) <= set(SKOPS_TRUSTED_TYPES)
+    reloaded = skops.io.loads(skops.io.dumps(fitted), trusted=list(SKOPS_TRUSTED_TYPES))
+    frame = to_frame(_records())
+    np.testing.assert_array_equal(reloaded.predict(frame), fitted.predict(frame))
 
 
 def test_unseen_category_is_encoded_as_all_zeros_not_an_error(small_split: tuple) -> None:
