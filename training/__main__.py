@@ -52,10 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "the fallback model file.",
     )
     add_settings_arguments(parser, keys=_SETTING_KEYS)
+    effective = current.as_dict() if current else {}
+    for action in parser._actions:  # readable metavars, and the value each flag would default to
+        if action.dest.startswith("setting__"):
+            key = action.dest[len("setting__"):].replace("__", ".")
+            action.metavar = action.option_strings[-1].lstrip("-").upper().replace("-", "_")
+            if key in effective:
+                action.help = f"{action.help or ''}; now {effective[key]}".lstrip("; ")
     parser.add_argument(
-        "--experiment", dest="setting__experiment__training_name", default=None,
-        help="training experiment (env MLFLOW_TRAINING_EXPERIMENT; default "
-             f"{current.experiment.training_name if current else 'california_housing'})",
+        "--experiment", dest="setting__experiment__training_name", default=None, metavar="EXPERIMENT",
+        help="training experiment (env MLFLOW_TRAINING_EXPERIMENT); now "
+             f"{current.experiment.training_name if current else 'california_housing'}",
     )
     parser.add_argument("--data", default=DEFAULT_DATA_PATH, help="housing CSV (default %(default)s)")
     parser.add_argument("--models", default=None,
