@@ -36,6 +36,17 @@ BatchHook = Callable[[BatchResult, ModelHandle], None]
 
 TRANSIENT_RETRIES = 5
 LAG_REFRESH_SECONDS = 2.0
+MAX_BACKOFF_SECONDS = 5.0
+POISON_BATCH_ATTEMPTS = 5
+"""The same batch failing this often for a reason no retry fixes (a message the broker refuses) is fatal."""
+# Produce errors that retrying the same batch cannot fix.
+NON_RETRIABLE_PRODUCE_CODES = {
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+}
 # Errors that no retry will fix: wrong credentials, missing topics, no permission.
 FATAL_CODES = {
     KafkaError._AUTHENTICATION,
@@ -87,6 +98,8 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "linger.ms": 2,
         "compression.type": "lz4",
         "queue.buffering.max.messages": max(100000, scorer.batch_max_records * 4),
+        # Dead letters carry whole originals (up to DLQ_MAX_VALUE_BYTES) plus headers.
+        "message.max.bytes": max(1_000_000, scorer.dlq_max_value_bytes + 100_000),
     })
     if scorer.processing_guarantee == "exactly_once":
         # A stable transactional.id (stable SCORER_INSTANCE_ID) lets a restarted instance fence its own zombie
@@ -114,6 +127,8 @@ class ScoringLoop:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._next_lag_refresh = 0.0
+        self._consecutive_failures = 0
+        self._non_retriable_failures = 0
 
     # --- life cycle ----------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -259,10 +274,28 @@ class ScoringLoop:
         try:
             self._deliver(batch, result)
         except BatchFailed as exc:
-            logger.warning("batch of %d at %s aborted and rewound: %s", len(batch), _positions(batch), exc)
-            self.state.metrics.transactions.labels(result="aborted").inc()
+            self._after_failure(batch, exc)
             return
+        self._consecutive_failures = self._non_retriable_failures = 0
         self._observe(batch, result, handle, started, predict_seconds)
+
+    def _after_failure(self, batch: list[Incoming], exc: BatchFailed) -> None:
+        """Back off before the rewound batch comes again; a batch the broker keeps refusing is fatal."""
+        self.state.metrics.transactions.labels(result="aborted").inc()
+        self._consecutive_failures += 1
+        cause = exc.__cause__
+        code = cause.args[0].code() if isinstance(cause, KafkaException) else None
+        refused = code in NON_RETRIABLE_PRODUCE_CODES or any(
+            name in str(exc) for name in ("MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE", "INVALID_RECORD"))
+        self._non_retriable_failures = self._non_retriable_failures + 1 if refused else 0
+        logger.warning("batch of %d at %s aborted and rewound (attempt %d): %s", len(batch), _positions(batch),
+                       self._consecutive_failures, exc)
+        if self._non_retriable_failures >= POISON_BATCH_ATTEMPTS:
+            raise ScorerFatalError(
+                f"the broker refused the same batch {self._non_retriable_failures} times ({exc}); nothing was "
+                f"committed. If a dead letter is too large, raise max.message.bytes on "
+                f"{self.settings.topics.dead_letter} or lower DLQ_MAX_VALUE_BYTES")
+        self._stop.wait(min(MAX_BACKOFF_SECONDS, 0.05 * 2 ** self._consecutive_failures))
 
     def _deliver(self, batch: list[Incoming], result: BatchResult) -> None:
         producer, consumer = self._producer, self._consumer
@@ -299,8 +332,13 @@ class ScoringLoop:
         produce = self._produce
         for scored in result.scored:
             produce(predictions_topic, scored.key, scored.value, scored.headers, on_delivery)
+        limit = self.settings.scorer.dlq_max_value_bytes
         for rejected in result.rejected:
-            produce(dlq_topic, rejected.key, rejected.value, rejected.headers, on_delivery)
+            value, headers = rejected.value, rejected.headers
+            if len(value) > limit:
+                headers = [*headers, ("dlq.truncated_from", str(len(value)).encode())]
+                value = value[:limit]
+            produce(dlq_topic, rejected.key, value, headers, on_delivery)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]],
                  on_delivery: Callable[[KafkaError | None, Message], None] | None) -> None:

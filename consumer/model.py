@@ -65,6 +65,7 @@ def configure_mlflow_client() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def registry_answers(tracking_uri: str, timeout: float = 3.0) -> bool:
@@ -150,8 +151,10 @@ class ModelLoader:
         started = time.perf_counter()
         try:
             with tempfile.TemporaryDirectory(prefix="housing-model-") as tmp:
+                # The version's own artifact location: models:/ URIs would need a process-global registry URI.
+                location = self.client.get_model_version_download_uri(resolved.name, resolved.version)
                 local = mlflow.artifacts.download_artifacts(
-                    artifact_uri=resolved.uri, dst_path=tmp, tracking_uri=self.tracking_uri)
+                    artifact_uri=location, dst_path=tmp, tracking_uri=self.tracking_uri)
                 estimator = mlflow.sklearn.load_model(local)
                 example = _load_input_example(Model, local)
                 profile = self._load_profile(resolved.run_id, tmp)

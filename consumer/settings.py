@@ -228,7 +228,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("scorer.shutdown_timeout", 10.0, _positive(_parse_float), "SHUTDOWN_TIMEOUT_SECONDS",
                 "scorer.shutdown_timeout"),
     SettingSpec("scorer.max_message_bytes", 1_000_000, _positive(_parse_int), "MAX_MESSAGE_BYTES",
-                "scorer.max_message_bytes"),
+                "scorer.max_message_bytes", None, "larger input records are dead-lettered as too_large"),
+    SettingSpec("scorer.dlq_max_value_bytes", 8_000_000, _positive(_parse_int), "DLQ_MAX_VALUE_BYTES",
+                "scorer.dlq_max_value_bytes", None,
+                "dead letters above this are truncated (header dlq.truncated_from) so they fit the DLQ topic"),
     # Admin API.
     SettingSpec("admin.enabled", True, _parse_bool, "ADMIN_API_ENABLED", "admin.enabled"),
     SettingSpec("admin.host", "127.0.0.1", _parse_str, "HOST", "admin.host", "--host"),
@@ -325,6 +328,7 @@ class ScorerSettings:
     shadow_alias: str
     shutdown_timeout: float
     max_message_bytes: int
+    dlq_max_value_bytes: int
 
 
 @dataclass(frozen=True)

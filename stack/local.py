@@ -27,13 +27,17 @@ def stack_home() -> Path:
     return Path(os.environ.get("HOUSING_STACK_DIR") or PROJECT_ROOT / ".stack")
 
 
+DLQ_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+
+
 def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     """The five topics of ARCHITECTURE.md: name -> (partitions, config)."""
     topics = settings.topics
     return {
         topics.records: (topics.partitions, {}),
         topics.predictions: (topics.partitions, {}),
-        topics.dead_letter: (topics.partitions, {}),
+        # A dead letter carries the original bytes plus headers: leave room above the input topic's limit.
+        topics.dead_letter: (topics.partitions, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
         # One partition keeps model updates in one total order for every scorer.
         topics.model_updates: (1, {}),
         # Latest status per instance is what matters: compacted.

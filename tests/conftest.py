@@ -19,6 +19,7 @@ import pytest
 
 from consumer.settings import Settings, load_settings
 from stack.kafka import LocalKafka, broker_answers, ensure_topics
+from stack.local import DLQ_MAX_MESSAGE_BYTES
 from stack.mlflow_server import LocalMlflow
 from stack.processes import free_port
 
@@ -102,7 +103,7 @@ def stream_topics(topic_factory: Callable[..., str]) -> dict[str, str]:
     return {
         "records": topic_factory(3, "records"),
         "predictions": topic_factory(3, "predictions"),
-        "dead_letter": topic_factory(3, "dlq"),
+        "dead_letter": topic_factory(3, "dlq", {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
         "model_updates": topic_factory(1, "updates"),
         "scorer_status": topic_factory(1, "status", {"cleanup.policy": "compact"}),
     }
@@ -125,3 +126,50 @@ def settings_factory(kafka_bootstrap: str, mlflow_tracking_uri: str,
         return load_settings(flat, env={}, config_path=PROJECT_ROOT / "config" / "mlflow_config.yaml")
 
     return make
+
+
+class RegisteredModel:
+    """A model trained in this session, registered and promoted in the session's MLflow server."""
+
+    def __init__(self, tracking_uri: str, model_name: str, version: str, fallback_path: Path, run_id: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.model_name = model_name
+        self.version = version
+        self.fallback_path = fallback_path
+        self.run_id = run_id
+
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"model.name": self.model_name, "model.fallback_path": str(self.fallback_path),
+                "mlflow.tracking_uri": self.tracking_uri}
+
+
+def train_quick_model(tracking_uri: str, model_name: str, out_dir: Path, *, kinds: tuple[str, ...],
+                      promote: bool = True, sample: int = 2000, seed: int = 42) -> RegisteredModel:
+    """Train a small model with the real training code (seconds, not minutes) and register it."""
+    from training.register import TrainingConfig, train_and_register
+
+    config = TrainingConfig(tracking_uri=tracking_uri, model_name=model_name, models=kinds, promote=promote,
+                            fallback_path=str(out_dir / "model.pkl"), sample=sample, seed=seed, progress=False)
+    result = train_and_register(config)
+    return RegisteredModel(tracking_uri, model_name, str(result.version), out_dir / "model.pkl",
+                           result.run_id)
+
+
+@pytest.fixture(scope="session")
+def registered_model(mlflow_tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> RegisteredModel:
+    """HistGradientBoosting (the product's usual best) registered as champion, for scorer tests.
+
+    Tests that change aliases or register versions must use their own model name (``train_quick_model``).
+    """
+    name = f"housing_test_model_{uuid.uuid4().hex[:6]}"
+    return train_quick_model(mlflow_tracking_uri, name, tmp_path_factory.mktemp("model"),
+                             kinds=("hist_gradient_boosting",))
+
+
+@pytest.fixture
+def scorer_settings(settings_factory: Callable[..., Settings], stream_topics: dict[str, str],
+                    registered_model: RegisteredModel, group_id: str) -> Settings:
+    """Settings of one scorer on fresh topics, serving the session's registered model."""
+    return settings_factory(stream_topics, **{**registered_model.settings_overrides(),
+                                              "scorer.group_id": group_id,
+                                              "scorer.batch_max_wait_ms": 20})
