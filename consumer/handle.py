@@ -8,8 +8,8 @@ This module imports no MLflow: loading lives in consumer/model.py.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np

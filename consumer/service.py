@@ -132,9 +132,8 @@ class ScorerService:
         return 0
 
     async def _start_admin_api(self) -> Any:
-        from aiohttp import web
-
         from admin_api.app import create_app, ssl_context
+        from aiohttp import web
 
         app = create_app(self.settings, state=self.state, service=self)
         runner = web.AppRunner(app, access_log=None)
