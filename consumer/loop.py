@@ -28,6 +28,7 @@ from consumer.scoring import BatchResult, Incoming, score_batch
 from consumer.settings import Settings
 from consumer.state import ScorerState
 from schemas.codecs import PredictionEncoder, RecordDecoder, registry_client
+from schemas.errors import RegistryUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -268,8 +269,14 @@ class ScoringLoop:
             self._rewind(batch)
             return
         predict_started = time.perf_counter()
-        result = score_batch(batch, handle, decoder=self.decoder, encoder=self.encoder,
-                             shadow=self.state.models.shadow if self.settings.scorer.shadow_enabled else None)
+        try:
+            result = score_batch(batch, handle, decoder=self.decoder, encoder=self.encoder,
+                                 shadow=self.state.models.shadow if self.settings.scorer.shadow_enabled else None)
+        except RegistryUnavailableError as exc:
+            # Not the records' fault: nothing is produced or committed; the batch comes again after a backoff.
+            self._rewind(batch)
+            self._after_failure(batch, BatchFailed(f"schema registry unavailable: {exc}"))
+            return
         predict_seconds = time.perf_counter() - predict_started
         try:
             self._deliver(batch, result)

@@ -101,7 +101,8 @@ def group_id(request: pytest.FixtureRequest) -> str:
 def stream_topics(topic_factory: Callable[..., str]) -> dict[str, str]:
     """A fresh set of the five topics for one test (names as in Settings.topics)."""
     return {
-        "records": topic_factory(3, "records"),
+        # Large enough for the corpus' 1 MiB record, which must reach the scorer to be dead-lettered whole.
+        "records": topic_factory(3, "records", {"max.message.bytes": str(2 * 1024 * 1024)}),
         "predictions": topic_factory(3, "predictions"),
         "dead_letter": topic_factory(3, "dlq", {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
         "model_updates": topic_factory(1, "updates"),
