@@ -17,7 +17,7 @@ from typing import Any
 from consumer.settings import PROJECT_ROOT, Settings
 from stack.kafka import LocalKafka, broker_answers, ensure_topics
 from stack.mlflow_server import LocalMlflow, mlflow_answers
-from stack.processes import StackError
+from stack.processes import StackError, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,10 @@ class LocalStack:
     def down(self) -> list[str]:
         """Stop exactly the processes this stack started (by pid file)."""
         steps = []
+        # Scorers the demo started (pid files under <home>/scorers) go first: they need the broker to leave cleanly.
+        for pid_file in sorted((self.home / "scorers").glob("*.pid")):
+            if stop_process(pid_file, timeout=30):
+                steps.append(f"{pid_file.stem}: stopped")
         for name, part in (("mlflow", self.mlflow), ("kafka", self.kafka)):
             steps.append(f"{name}: {'stopped' if part.stop() else 'was not running'}")
         return steps
