@@ -1,8 +1,10 @@
 """One ``housing-scorer`` process: the scoring loop on its own thread, the admin API on the asyncio loop.
 
-Start-up order: settings -> logging -> model threads -> model (registry, else fallback) -> scoring thread ->
-admin API. A fatal error on the scoring thread stops the process with exit code 2 and a message saying what
-to fix; SIGTERM/SIGINT finish the batch in flight, commit it, close the clients and exit 0.
+Start-up order: settings -> logging -> model threads -> control topic end offsets -> model (registry, else
+fallback) -> hot reload (status publisher, reloader, control listener from those offsets, registry poll, shadow
+monitor) -> scoring thread -> admin API. A fatal error on the scoring thread stops the process with exit
+code 2 and a message saying what to fix; SIGTERM/SIGINT finish the batch in flight, commit it, close the
+clients and exit 0.
 """
 
 from __future__ import annotations
@@ -14,10 +16,16 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from confluent_kafka import TopicPartition
+
+from consumer.control import ControlListener, StatusPublisher, control_start_offsets
 from consumer.handle import ModelHandle
 from consumer.loop import BatchHook, ScorerFatalError, ScoringLoop
 from consumer.model import ModelLoader, load_startup_model, registry_answers
+from consumer.poller import RegistryPoller
+from consumer.reload import Reloader
 from consumer.settings import Settings
+from consumer.shadow import ShadowMonitor
 from consumer.state import ReloadResult, ScorerState
 
 logger = logging.getLogger(__name__)
@@ -47,21 +55,58 @@ class ScorerService:
         self.components: list[Any] = []
         """Started helpers with a ``stop()`` (control listener, pollers, loggers), stopped in reverse order."""
         self.on_stop: list[Callable[[], None]] = []
+        self.reloader: Reloader | None = None
+        """Hot reload: ``service.reloader.request(...)`` (admin API); set by ``start()``."""
+        self.listener: ControlListener | None = None
+        self.poller: RegistryPoller | None = None
 
     # --- start / stop --------------------------------------------------------------------------------
     def start(self) -> None:
         """Load the model and start the scoring thread. Raises ModelUnavailable / ScorerFatalError."""
         limit_model_threads(self.settings.scorer.model_threads)
-        handle = self._initial_model or load_startup_model(self.settings)
+        # The control topic's end, taken BEFORE the registry is asked: an event published while this instance
+        # resolves and loads its model is then read by the listener, not missed.
+        control_offsets = control_start_offsets(self.settings)
+        loader = ModelLoader(self.settings) if self.settings.mlflow.enabled else None
+        handle = self._initial_model or load_startup_model(self.settings, loader)
         self.state.on_model_loaded(handle)
         self.state.set_mlflow_reachable(handle.source == "registry" or registry_answers(
             self.settings.mlflow.tracking_uri))
         self.state.record_reload(ReloadResult("started", handle.version, detail=handle.label,
                                               load_seconds=handle.load_seconds))
         logger.info("model %s loaded in %.2fs from %s", handle.label, handle.load_seconds, handle.uri)
-        self.loop = ScoringLoop(self.settings, self.state, hooks=self._extra_hooks)
+        hooks = self._start_control_plane(handle, loader, control_offsets)
+        self.loop = ScoringLoop(self.settings, self.state, hooks=(*self._extra_hooks, *hooks))
         self._thread = threading.Thread(target=self._run_loop, name="scoring-loop", daemon=True)
         self._thread.start()
+
+    def _start_control_plane(self, handle: ModelHandle, loader: ModelLoader | None,
+                             control_offsets: list[TopicPartition] | None) -> list[BatchHook]:
+        """Status publisher, reloader, control listener, registry poll and shadow monitor (hot reload)."""
+        settings = self.settings
+        status = StatusPublisher(settings)
+        status.final_status = lambda: _final_status(self.state)
+        self.components.append(status)
+        self.reloader = Reloader(settings, self.state, loader=loader, status=status).start()
+        self.components.append(self.reloader)
+        hooks: list[BatchHook] = []
+        if settings.scorer.shadow_enabled:
+            monitor = ShadowMonitor(self.state, schema_registry_url=settings.schema_registry_url).start()
+            self.components.append(monitor)
+            hooks.append(monitor.hook)
+            if settings.mlflow.enabled:
+                try:  # before the first batch, so shadow predictions start with it; a failure is reported only
+                    self.reloader.refresh_shadow(source="start-up").result(timeout=60)
+                except TimeoutError:
+                    logger.warning("shadow model still loading after 60 s; scoring starts without it")
+        self.listener = ControlListener(settings, self.reloader.on_event, start_offsets=control_offsets).start()
+        self.components.append(self.listener)
+        if settings.mlflow.enabled:
+            self.poller = RegistryPoller(settings, self.state, self.reloader, loader=loader).start()
+            self.components.append(self.poller)
+        status.publish("started", model_version=handle.version, detail=handle.label,
+                       load_seconds=handle.load_seconds, model_name=handle.name)
+        return hooks
 
     def _run_loop(self) -> None:
         assert self.loop is not None
@@ -151,6 +196,13 @@ class ScorerService:
         logger.info("admin API on %s://%s:%d", "https" if self.settings.admin.tls_cert else "http",
                     self.settings.admin.host, self.settings.admin.port)
         return runner
+
+
+def _final_status(state: ScorerState) -> dict[str, Any]:
+    current = state.models.current
+    return {"model_version": current.version if current else None,
+            "model_name": current.name if current else None,
+            "detail": f"stopped after a fatal error: {state.fatal_error}" if state.fatal_error else "clean stop"}
 
 
 def loader_for(settings: Settings) -> ModelLoader:
