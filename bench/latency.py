@@ -1,0 +1,118 @@
+"""Latency: produce -> prediction visible to a read_committed consumer, at a fixed offered rate.
+
+A housing-scorer subprocess scores fresh topics; ``housing-produce --rate R`` (another process) stamps each
+record's ``event_time`` just before sending; a reader thread here records when each prediction arrives.
+Latency = arrival time - event_time (same machine, same clock). The scorer's RSS is sampled throughout.
+A small sweep of BATCH_MAX_WAIT_MS / BATCH_MAX_RECORDS (exactly-once) shows which defaults to keep.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from bench.env import PROJECT_ROOT, BenchEnv, step
+from bench.io import LatencyReader, percentiles, send_keyed, wait_until
+from bench.scorer import ScorerProcess, wait_ready
+
+logger = logging.getLogger(__name__)
+
+WARMUP_RECORDS = 1000
+
+
+def paced_producer(env: BenchEnv, topic: str, rate: int, count: int, start_id: int = 0) -> subprocess.Popen[str]:
+    """``housing-produce`` at ``rate`` records/s in its own process (JSON, CSV looped, event_time stamped)."""
+    argv = [sys.executable, "-m", "producer", "--bootstrap-servers", env.bootstrap_servers, "--topic", topic,
+            "--rate", str(rate), "--count", str(count), "--loop", "--no-progress", "--start-id", str(start_id),
+            "--log-level", "WARNING"]
+    return subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def run_one(env: BenchEnv, *, guarantee: str, batch_max_records: int, batch_max_wait_ms: int, rate: int,
+            seconds: float, tag: str) -> dict[str, Any]:
+    """One scorer, one paced stream; returns latency percentiles, achieved rates and the scorer's peak RSS."""
+    topics = env.fresh_topics(tag)
+    group_id = env.group_id(tag)
+    scorer = ScorerProcess(env, topics, group_id=group_id, guarantee=guarantee,
+                           batch_max_records=batch_max_records, batch_max_wait_ms=batch_max_wait_ms,
+                           log_path=env.scratch / f"{tag}.log").start()
+    count = int(rate * seconds)
+    try:
+        send_keyed(env.client_config, topics.records, WARMUP_RECORDS, "warm")
+        ready = wait_ready(env, scorer, group_id, topics.records, WARMUP_RECORDS)
+        reader = LatencyReader(env.client_config, topics.predictions).start()
+        producer = paced_producer(env, topics.records, rate, count)
+        bar = tqdm(total=count, desc=f"{tag}", unit="pred", leave=False, mininterval=0.5)
+        seen = 0
+        while producer.poll() is None:
+            time.sleep(0.5)
+            scorer.check_alive()
+            bar.update(reader.count - seen)
+            seen = reader.count
+        produced = (producer.stdout.read() if producer.stdout else "").strip()
+        wait_until(lambda: reader.count >= count or not scorer.alive(), 60)
+        bar.update(reader.count - seen)
+        bar.close()
+        reader.stop()
+    finally:
+        scorer.stop()
+        env.forget_group(group_id, topics.records)
+    latencies = reader.latencies_ms()
+    events = np.asarray(reader.event_ms, dtype=np.float64)
+    offered = (len(events) - 1) / ((events.max() - events.min()) / 1000) if len(events) > 1 else 0.0
+    received = np.asarray(reader.received_ms, dtype=np.float64)
+    achieved = (len(received) - 1) / ((received.max() - received.min()) / 1000) if len(received) > 1 else 0.0
+    result = {
+        "guarantee": guarantee, "batch_max_records": batch_max_records, "batch_max_wait_ms": batch_max_wait_ms,
+        "target_rate": rate, "seconds": seconds, "sent": count, "received": reader.count,
+        "distinct_keys": len(reader.keys), "duplicates": reader.count - len(reader.keys),
+        "offered_rate": round(offered, 1), "output_rate": round(achieved, 1),
+        "producer_summary": produced.splitlines()[-1] if produced else "",
+        "scorer_ready_seconds": round(ready, 1),
+        "latency": percentiles(latencies), **scorer.describe(),
+    }
+    lat = result["latency"]
+    step(f"  {tag}: p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms, offered {offered:,.0f}/s, "
+         f"received {reader.count:,}/{count:,}, peak RSS {result['peak_rss_mb_vmhwm']} MB")
+    result["_latencies"] = latencies  # for the plots; dropped before the JSON is written
+    return result
+
+
+def run(env: BenchEnv, *, rate: int, seconds: float, sweep_seconds: float, batch_max_records: int,
+        batch_max_wait_ms: int, sweep: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {"rate": rate, "seconds": seconds,
+                               "method": "arrival time at a read_committed reader minus the record's event_time "
+                                         "(stamped by housing-produce just before sending)"}
+    headline = {}
+    for guarantee, key in (("exactly_once", "eos"), ("at_least_once", "alo")):
+        step(f"latency: housing-scorer {guarantee}, {rate:,}/s for {seconds:g}s "
+             f"(batches {batch_max_records} / {batch_max_wait_ms} ms)")
+        headline[key] = run_one(env, guarantee=guarantee, batch_max_records=batch_max_records,
+                                batch_max_wait_ms=batch_max_wait_ms, rate=rate, seconds=seconds,
+                                tag=f"lat-{key}")
+    results["headline"] = headline
+    eos, alo = headline["eos"]["latency"], headline["alo"]["latency"]
+    rss = [r.get("peak_rss_mb_vmhwm") or r.get("peak_rss_mb_sampled") or 0 for r in headline.values()]
+    results["targets"] = {"eos_p99<=150ms": bool(eos.get("p99_ms", 1e9) <= 150),
+                          "alo_p99<=50ms": bool(alo.get("p99_ms", 1e9) <= 50),
+                          "peak_rss<=400MB": bool(max(rss) <= 400)}
+    if sweep:
+        configs = [(batch_max_records, wait) for wait in (5, 10, 20, 50)] + \
+                  [(records, 20) for records in (200, 1000)]
+        runs = []
+        for records, wait in configs:
+            for guarantee, key in (("exactly_once", "eos"), ("at_least_once", "alo")):
+                if (records, wait) == (batch_max_records, batch_max_wait_ms):
+                    runs.append(headline[key])  # already measured
+                    continue
+                step(f"latency sweep: {guarantee}, BATCH_MAX_RECORDS={records} BATCH_MAX_WAIT_MS={wait}")
+                runs.append(run_one(env, guarantee=guarantee, batch_max_records=records, batch_max_wait_ms=wait,
+                                    rate=rate, seconds=sweep_seconds, tag=f"sweep-{key}-{records}-{wait}"))
+        results["sweep"] = runs
+    return results
