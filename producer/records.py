@@ -21,6 +21,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
+from consumer.features import (
+    CATEGORICAL_COLUMN,
+    FEATURE_COLUMNS,
+    NUMERIC_COLUMNS,
+    OCEAN_PROXIMITY_CATEGORIES,
+    TARGET_COLUMN,
+)
+
 if TYPE_CHECKING:
     from producer.bad_records import BadRecord
 
@@ -28,20 +36,20 @@ logger = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 
-NUMERIC_COLUMNS = (
-    "longitude",
-    "latitude",
-    "housing_median_age",
-    "total_rooms",
-    "total_bedrooms",
-    "population",
-    "households",
-    "median_income",
-)
-CATEGORICAL_COLUMN = "ocean_proximity"
-FEATURE_COLUMNS = (*NUMERIC_COLUMNS, CATEGORICAL_COLUMN)
-TARGET_COLUMN = "median_house_value"
-OCEAN_PROXIMITY_CATEGORIES = ("<1H OCEAN", "INLAND", "ISLAND", "NEAR BAY", "NEAR OCEAN")
+__all__ = [
+    "CATEGORICAL_COLUMN",
+    "FEATURE_COLUMNS",
+    "NUMERIC_COLUMNS",
+    "OCEAN_PROXIMITY_CATEGORIES",
+    "TARGET_COLUMN",
+    "OutgoingMessage",
+    "SourceError",
+    "csv_records",
+    "inject_bad",
+    "stdin_records",
+    "synthetic_records",
+    "with_ids",
+]
 
 # The ranges observed in the public dataset; synthetic values stay inside them so a validator
 # built from the data accepts every synthetic record.

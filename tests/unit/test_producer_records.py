@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import math
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from producer.bad_records import BAD_RECORDS, BadRecord
+from producer.publish import PublishError, PublishReport, _Loop, make_encoder, producer_config
 from producer.records import (
     BOUNDS,
     DEFAULT_CSV_PATH,
@@ -19,12 +23,15 @@ from producer.records import (
     OCEAN_PROXIMITY_CATEGORIES,
     OutgoingMessage,
     SourceError,
+    as_messages,
     csv_records,
     inject_bad,
     stdin_records,
     synthetic_records,
     with_ids,
 )
+from schemas.codecs import WireFormat
+from schemas.validation import validate_record
 
 HEADER = (
     "longitude,latitude,housing_median_age,total_rooms,total_bedrooms,population,households,"
@@ -246,3 +253,145 @@ def test_inject_bad_rejects_fractions_outside_zero_one(fraction: float) -> None:
     with pytest.raises(ValueError, match="between 0 and 1"):
         list(inject_bad(_ids(3), fraction, seed=1))
 
+
+
+def test_every_generated_record_passes_the_record_contract(small_csv: Path) -> None:
+    generated = [*csv_records(DEFAULT_CSV_PATH), *itertools.islice(synthetic_records(11), 20000)]
+
+    for record in with_ids(generated):
+        record["event_time"] = 1_700_000_000_000
+        clean = validate_record(record)
+        assert clean["record_id"] == record["record_id"]
+
+
+# --- the publisher's Kafka-free parts (producer/publish.py) ----------------------------------------
+
+
+class FakeProducer:
+    """Stands in for confluent_kafka.Producer in the produce loop: records calls, refuses on cue."""
+
+    def __init__(self, buffer_errors: int = 0, refuse_keys: frozenset[bytes] = frozenset()) -> None:
+        self.produced: list[tuple[str, bytes | None, bytes]] = []
+        self.polls = 0
+        self.waits = 0
+        self._buffer_errors = buffer_errors
+        self._refuse = refuse_keys
+
+    def produce(self, topic: str, value: bytes | None, key: bytes) -> None:
+        if self._buffer_errors:
+            self._buffer_errors -= 1
+            raise BufferError("queue full")
+        if key in self._refuse:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+        self.produced.append((topic, value, key))
+
+    def poll(self, timeout: float = 0) -> int:
+        # Like the real client: waits up to `timeout` for delivery events (there are none here).
+        self.polls += 1
+        if timeout > 0:
+            self.waits += 1
+            time.sleep(timeout)
+        return 0
+
+
+class NullBar:
+    def update(self, n: int) -> None:
+        pass
+
+
+def _loop(producer: FakeProducer) -> _Loop:
+    return _Loop(producer, "t", make_encoder("json"), True, NullBar())  # type: ignore[arg-type]
+
+
+def test_loop_encodes_good_records_once_stamps_event_time_and_sends_bad_bytes_as_is() -> None:
+    producer = FakeProducer()
+    loop = _loop(producer)
+    messages = list(itertools.islice(inject_bad(with_ids(synthetic_records(1)), 0.2, seed=2), 300))
+
+    loop.run_unpaced(iter(messages))
+
+    assert [key for _, _, key in producer.produced] == [m.key for m in messages]
+    assert loop.sent == 300 and loop.bad == sum(m.bad_kind is not None for m in messages)
+    for message, (_, value, _) in zip(messages, producer.produced, strict=True):
+        if message.record is None:
+            assert value == message.value
+        else:
+            decoded = json.loads(value or b"")
+            assert decoded["record_id"] == message.record["record_id"]
+            assert isinstance(decoded["event_time"], int) and decoded["event_time"] > 1_600_000_000_000
+
+
+def test_loop_waits_out_a_full_queue_and_counts_refused_messages() -> None:
+    producer = FakeProducer(buffer_errors=5, refuse_keys=frozenset({b"rec-3"}))
+    loop = _loop(producer)
+
+    loop.run_unpaced(as_messages(with_ids(itertools.islice(synthetic_records(3), 10))))
+
+    # The full queue was polled until there was room; nothing lost, the refused one is counted.
+    assert [key for _, _, key in producer.produced] == [f"rec-{n}".encode() for n in range(10) if n != 3]
+    assert producer.polls >= 5
+    assert loop.sent == 9
+    assert sum(loop.not_sent.values()) == 1 and "produce refused" in next(iter(loop.not_sent))
+
+
+def test_loop_counts_records_that_cannot_be_encoded_as_avro() -> None:
+    producer = FakeProducer()
+    loop = _Loop(producer, "t", make_encoder("avro"), True, NullBar())  # type: ignore[arg-type]
+    records = with_ids([next(synthetic_records(1)), {"longitude": 1.0}])
+
+    loop.run_unpaced(as_messages(records))
+
+    assert [key for _, _, key in producer.produced] == [b"rec-0"]
+    assert producer.produced[0][1][:2] == b"\xc3\x01"  # single-object Avro without a registry
+    assert sum(loop.not_sent.values()) == 1 and "cannot encode" in next(iter(loop.not_sent))
+
+
+def test_paced_loop_holds_the_rate() -> None:
+    producer = FakeProducer()
+    loop = _loop(producer)
+    rate, n = 5000.0, 2500
+    start = time.monotonic()
+
+    loop.run_paced(itertools.islice(as_messages(with_ids(synthetic_records(4))), n), rate)
+
+    elapsed = time.monotonic() - start
+    assert len(producer.produced) == n
+    # Never faster than the rate (the bucket starts nearly empty); slack above for a busy machine.
+    assert (n - 1) / rate <= elapsed <= n / rate * 3.0
+    # Paced in bursts, not a wait per record.
+    assert producer.waits < n / 5
+
+
+def test_make_encoder_picks_the_wire_format() -> None:
+    record = {**next(synthetic_records(5)), "record_id": "rec-0"}
+
+    assert make_encoder("json")(record)[:1] == b"{"
+    assert make_encoder("avro")(record)[:2] == b"\xc3\x01"
+    assert make_encoder(WireFormat.AVRO_SINGLE_OBJECT)(record)[:2] == b"\xc3\x01"
+    assert make_encoder("avro", schema_registry_url="mock://producer-test")(record)[:1] == b"\x00"
+    with pytest.raises(PublishError, match="unknown format"):
+        make_encoder("xml")
+
+
+def test_producer_config_layers_defaults_client_settings_and_overrides() -> None:
+    config = producer_config({"bootstrap.servers": "b:9092", "security.protocol": "SSL", "linger.ms": 20},
+                             compression_type="none")
+
+    assert config["bootstrap.servers"] == "b:9092"
+    assert config["security.protocol"] == "SSL"
+    assert config["linger.ms"] == 20
+    assert config["compression.type"] == "none"
+    assert config["enable.idempotence"] is True and config["acks"] == "all"
+
+
+def test_report_ok_summary_and_failure_message() -> None:
+    good = PublishReport(sent=10, delivered=10, failed=0, errors={}, elapsed=2.0, bad=1, topic="t")
+    bad = PublishReport(sent=10, delivered=7, failed=3, errors={"Broker: Message size too large": 2,
+                                                                "Local: Message timed out": 1}, elapsed=1.0)
+
+    assert good.ok and good.rate == 5.0
+    assert good.summary() == "sent=10 delivered=10 failed=0 bad=1 elapsed=2.00s rate=5/s topic=t"
+    assert not bad.ok
+    assert bad.failure_message() == (
+        "3 of 10 messages were not delivered: 2 x Broker: Message size too large; 1 x Local: Message timed out"
+    )
