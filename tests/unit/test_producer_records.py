@@ -230,7 +230,7 @@ def test_inject_bad_keys_values_and_good_records_kept() -> None:
     assert all(m.record is not None and m.value is None for m in good)
     # Bad ones carry the corpus bytes as-is, keyed bad-<kind>-<n> with n counting from first_bad_id.
     for n, message in enumerate(bad, start=100):
-        assert message.record is None
+        assert message.record is None and message.bad_kind is not None
         assert message.key == f"bad-{message.bad_kind}-{n}".encode()
         assert message.value == BAD_RECORDS[message.bad_kind].value
     assert len({m.key for m in messages}) == len(messages)
@@ -342,7 +342,7 @@ def test_loop_counts_records_that_cannot_be_encoded_as_avro() -> None:
     loop.run_unpaced(as_messages(records))
 
     assert [key for _, _, key in producer.produced] == [b"rec-0"]
-    assert producer.produced[0][1][:2] == b"\xc3\x01"  # single-object Avro without a registry
+    assert (producer.produced[0][1] or b"")[:2] == b"\xc3\x01"  # single-object Avro without a registry
     assert sum(loop.not_sent.values()) == 1 and "cannot encode" in next(iter(loop.not_sent))
 
 
