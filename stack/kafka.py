@@ -155,8 +155,11 @@ class LocalKafka:
         props.update({k: v for k, v in self.extra_properties.items() if k != "listeners.extra"})
         return props
 
-    def start(self, *, timeout: float = 90.0) -> None:
-        """Format a fresh storage and start the broker; returns once a metadata request answers."""
+    def start(self, *, timeout: float = 90.0, format_storage: bool = True) -> None:
+        """Format a fresh storage and start the broker; returns once a metadata request answers.
+
+        :param format_storage: False restarts on the existing storage (same cluster, topics and data kept).
+        """
         if self.running_pid():
             raise StackError(f"a broker started from {self.home} is already running (pid {self.running_pid()})")
         for port in (self.port, self.controller_port):
@@ -169,21 +172,26 @@ class LocalKafka:
         libs = resolve_broker_jars()
         classpath = f"{libs}/*"
         data = self.home / "data"
-        shutil.rmtree(data, ignore_errors=True)
+        if format_storage:
+            shutil.rmtree(data, ignore_errors=True)
+        elif not (data / "meta.properties").exists():
+            raise StackError(f"no formatted storage under {data} to restart from: start it with format_storage=True")
         self.home.mkdir(parents=True, exist_ok=True)
         properties_file = self.home / "server.properties"
         properties_file.write_text("".join(f"{k}={v}\n" for k, v in self.server_properties().items()))
         log4j = self.home / "log4j2.yaml"
         log4j.write_text(LOG4J2_YAML)
 
-        cluster_id = _random_cluster_id()
-        formatted = subprocess.run(
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-             "-c", str(properties_file)],
-            capture_output=True, text=True, timeout=120,
-        )
-        if formatted.returncode != 0:
-            raise StackError("formatting the KRaft storage failed:\n" + (formatted.stdout + formatted.stderr)[-2000:])
+        if format_storage:
+            cluster_id = _random_cluster_id()
+            formatted = subprocess.run(
+                [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                 "-c", str(properties_file)],
+                capture_output=True, text=True, timeout=120,
+            )
+            if formatted.returncode != 0:
+                raise StackError("formatting the KRaft storage failed:\n"
+                                 + (formatted.stdout + formatted.stderr)[-2000:])
 
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         process = start_process(
