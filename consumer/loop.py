@@ -217,9 +217,11 @@ class ScoringLoop:
         if error.fatal() or error.code() in FATAL_CODES:
             self._fatal = f"{error.name()}: {error.str()}"
         elif error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            # librdkafka repeats these on every reconnect attempt (several a second): warn once per outage/cause.
+            if self.state.kafka_connected or self.state.kafka_error != error.str():
+                logger.warning("Kafka: %s (retrying)", error.str())
             self.state.kafka_connected = False
             self.state.kafka_error = error.str()
-            logger.warning("Kafka: %s (retrying)", error.str())
         else:
             logger.warning("Kafka client error: %s", error.str())
 
