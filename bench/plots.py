@@ -90,7 +90,10 @@ def sweep_bars(runs: Sequence[Mapping[str, Any]], path: Path) -> Path:
 def reload_timeline(bucket_starts_s: np.ndarray, rates: np.ndarray, reloads: Sequence[Mapping[str, Any]],
                     path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(11, 4.5))
-    ax.plot(bucket_starts_s, rates, linewidth=0.8, color="#5b8cc6", label="predictions/s (100 ms buckets)")
+    ax.plot(bucket_starts_s, rates, linewidth=0.6, color="#9bbce0", label="predictions/s (100 ms buckets)")
+    if len(rates) >= 10:
+        smooth = np.convolve(rates, np.ones(10) / 10, mode="same")
+        ax.plot(bucket_starts_s, smooth, linewidth=1.4, color="#1f4e89", label="1 s moving average")
     for i, reload in enumerate(reloads):
         ax.axvline(reload["published_s"], color="#d04040", linewidth=0.8, alpha=0.7,
                    label="model-update event published" if i == 0 else None)
