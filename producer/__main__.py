@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Iterator, Sequence
+from types import FrameType
 
 from consumer.settings import SettingsError, add_settings_arguments, settings_from_args
 from producer.publish import (
@@ -100,8 +102,17 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("producer.librdkafka").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
 
 
+def _stop_on_sigterm() -> None:
+    # SIGTERM (docker stop, a supervisor) ends the run like Ctrl-C: stop sending, flush, summarise.
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, build settings, publish, print a summary; returns the exit status."""
+    _stop_on_sigterm()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.loop and args.source == "stdin":

@@ -275,11 +275,17 @@ def publish(
     elapsed = time.monotonic() - start
     errors = Counter(deliveries.errors)
     errors.update(loop.not_sent)
-    failed = deliveries.failed + sum(loop.not_sent.values())
+    not_sent = sum(loop.not_sent.values())
+    # After flush (and purge) every produced message has had its callback, so the callbacks' total is
+    # exact even if an interrupt landed between produce() and the loop's own count.
+    handed = max(loop.sent, deliveries.delivered + deliveries.failed)
+    undelivered = handed - deliveries.delivered
+    if undelivered > deliveries.failed:
+        errors["no delivery report before the flush deadline"] += undelivered - deliveries.failed
     return PublishReport(
-        sent=loop.sent + sum(loop.not_sent.values()),
+        sent=handed + not_sent,
         delivered=deliveries.delivered,
-        failed=failed,
+        failed=undelivered + not_sent,
         errors=dict(errors),
         elapsed=elapsed,
         bad=loop.bad,
@@ -379,31 +385,33 @@ class _Loop:
         produce, topic, encode, stamp = self.producer.produce, self.topic, self.encode, self.stamp_event_time
         time_ns = time.time_ns
         pulled = sent = bad = 0
-        for message in itertools.islice(it, n):
-            pulled += 1
-            record = message.record
-            if record is None:
-                value = message.value
-                bad += 1
-            else:
-                if stamp:
-                    record["event_time"] = time_ns() // 1_000_000
+        try:
+            for message in itertools.islice(it, n):
+                pulled += 1
+                record = message.record
+                if record is None:
+                    value = message.value
+                    bad += 1
+                else:
+                    if stamp:
+                        record["event_time"] = time_ns() // 1_000_000
+                    try:
+                        value = encode(record)
+                    except (ValueError, TypeError) as exc:
+                        self._not_sent(message, f"cannot encode record: {exc}")
+                        continue
                 try:
-                    value = encode(record)
-                except (ValueError, TypeError) as exc:
-                    self._not_sent(message, f"cannot encode record: {exc}")
+                    produce(topic, value, message.key)
+                except BufferError:
+                    self._produce_when_room(value, message.key)
+                except KafkaException as exc:  # refused locally (e.g. too large): count it, go on
+                    self._not_sent(message, f"produce refused: {exc.args[0].str() if exc.args else exc}")
                     continue
-            try:
-                produce(topic, value, message.key)
-            except BufferError:
-                self._produce_when_room(value, message.key)
-            except KafkaException as exc:  # refused locally (e.g. too large): count it, go on
-                self._not_sent(message, f"produce refused: {exc.args[0].str() if exc.args else exc}")
-                continue
-            sent += 1
-        self.sent += sent
-        self.bad += bad
-        self.bar.update(sent)
+                sent += 1
+        finally:  # counted even when Ctrl-C lands mid-burst
+            self.sent += sent
+            self.bad += bad
+            self.bar.update(sent)
         return pulled == n
 
     def _produce_when_room(self, value: bytes | None, key: bytes) -> None:
