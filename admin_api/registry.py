@@ -86,6 +86,8 @@ def _short(value: Any) -> str:
 # --- MLflow -------------------------------------------------------------------------------------------
 def _is_unreachable(exc: BaseException) -> bool:
     text = str(exc).lower()
+    if "too many 5" in text:  # the server answered, with errors: not an outage ("too many 500 error responses")
+        return False
     return any(hint in text for hint in _CONNECTION_HINTS)
 
 

@@ -101,19 +101,18 @@ def parse_reload(body: Any) -> ReloadRequestBody:
     """``{"force_mlflow": true, "version": "3" | "alias": "champion" | "stage": "Production", "broadcast": b}``."""
     body = _object(body, "the reload request")
     _only(body, RELOAD_FIELDS, "the reload request")
-    version = body.get("version")
-    alias = body.get("alias")
-    stage = body.get("stage")
+    # A field that is present must be valid (null is not "absent": leave the field out instead).
     return ReloadRequestBody(
         force_mlflow=_bool(body, "force_mlflow"),
-        version=None if version is None else validate_version(version),
-        alias=None if alias is None else validate_alias(alias),
-        stage=None if stage is None else validate_stage(stage),
+        version=validate_version(body["version"]) if "version" in body else None,
+        alias=validate_alias(body["alias"]) if "alias" in body else None,
+        stage=validate_stage(body["stage"]) if "stage" in body else None,
         broadcast=_bool(body, "broadcast"),
     )
 
 
 TRANSITION_FIELDS: Final = ("version", "stage", "archive_existing")
+ACTIVE_STAGES: Final = ("Staging", "Production")
 
 
 def parse_transition(body: Any) -> tuple[str, str, bool]:
@@ -125,7 +124,12 @@ def parse_transition(body: Any) -> tuple[str, str, bool]:
     if "stage" not in body:
         raise bad_request("missing_field", "stage is required", field="stage",
                           allowed=["None", "Staging", "Production", "Archived"])
-    return validate_version(body["version"]), validate_stage(body["stage"]), _bool(body, "archive_existing")
+    version, stage, archive = validate_version(body["version"]), validate_stage(body["stage"]), _bool(
+        body, "archive_existing")
+    if archive and stage not in ACTIVE_STAGES:
+        raise bad_request("invalid_stage", f"archive_existing only applies to {' and '.join(ACTIVE_STAGES)} "
+                          f"(the stages MLflow archives others from), not {stage}", field="archive_existing")
+    return version, stage, archive
 
 
 def parse_alias_body(body: Any) -> str:
@@ -150,7 +154,7 @@ def parse_predict(body: Any) -> tuple[list[dict[str, Any]], bool]:
         if not items:
             raise bad_request("invalid_body", "the list of records is empty")
         if len(items) > MAX_PREDICT_RECORDS:
-            raise ApiError(413, "too_many_records",
+            raise bad_request("too_many_records",
                            f"at most {MAX_PREDICT_RECORDS} records per request, got {len(items)}")
     else:
         raise bad_request("invalid_body", "the body must be a record object or a list of record objects")
@@ -557,7 +561,8 @@ def _predict(handle: ModelHandle, records: list[dict[str, Any]]) -> np.ndarray:
     from consumer.features import to_frame
 
     try:
-        predictions = handle.predict(to_frame(records))
+        with np.errstate(all="ignore"):  # overflow shows up below as a non-finite prediction
+            predictions = handle.predict(to_frame(records))
     except Exception as exc:
         logger.warning("model %s failed on an HTTP prediction: %s", handle.label, exc)
         raise ApiError(422, "predict_failed", f"the model could not score the record(s): {type(exc).__name__}: "
