@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     sending.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
                          help="give up if the broker does not answer within this many seconds "
                          f"(default: {DEFAULT_CONNECT_TIMEOUT:g})")
+    sending.add_argument("--delivery-timeout", type=float, default=60.0, metavar="SECONDS",
+                         help="a message not acknowledged within this counts as failed (default: 60)")
+    sending.add_argument("--keep-going", action="store_true",
+                         help="keep sending after a delivery failure (default: stop at the first, flush, exit 1)")
     sending.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                          help="progress bar on stderr (default: when stderr is a terminal)")
     add_settings_arguments(parser, keys=("kafka.bootstrap_servers", "schema_registry_url", "log_level"))
@@ -121,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--rate must be >= 0")
     if args.count is not None and args.count < 0:
         parser.error("--count must be >= 0")
+    if args.delivery_timeout <= 0 or args.connect_timeout <= 0:
+        parser.error("--delivery-timeout and --connect-timeout must be > 0")
     if not 0.0 <= args.bad_fraction <= 1.0:
         parser.error("--bad-fraction must be between 0 and 1")
     try:
@@ -139,12 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         encode = make_encoder(args.format, schema_registry_url=settings.schema_registry_url)
         messages = inject_bad(with_ids(_records(args), args.start_id), args.bad_fraction, args.seed,
                               first_bad_id=args.start_id)
-        config = producer_config(settings.kafka.client_config(), compression_type=args.compression)
+        config = producer_config(settings.kafka.client_config(), compression_type=args.compression,
+                                 message_timeout_ms=max(1, int(args.delivery_timeout * 1000)))
         progress = sys.stderr.isatty() if args.progress is None else args.progress
         logger.info("publishing %s records to %s at %s (%s%s)", args.source, topic, servers, args.format,
                     f", {args.rate:g}/s" if args.rate else ", unpaced")
         report = publish(messages, config=config, topic=topic, rate=args.rate, count=args.count,
-                         progress=progress, encode=encode, connect_timeout=args.connect_timeout)
+                         progress=progress, encode=encode, connect_timeout=args.connect_timeout,
+                         flush_timeout=args.delivery_timeout + 10.0, stop_on_error=not args.keep_going)
     except BrokerUnavailableError as exc:
         print(f"housing-produce: cannot reach Kafka at {servers}: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE

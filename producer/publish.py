@@ -81,6 +81,8 @@ class PublishReport:
     """How many of ``sent`` were malformed on purpose (``bad-<kind>-<n>`` keys)."""
     interrupted: bool = False
     """Stopped early by Ctrl-C; what was sent was still flushed."""
+    stopped_on_error: bool = False
+    """Stopped sending after the first delivery failure (``stop_on_error``); what was sent was flushed."""
     topic: str = ""
 
     @property
@@ -99,7 +101,11 @@ class PublishReport:
             f"sent={self.sent} delivered={self.delivered} failed={self.failed} bad={self.bad} "
             f"elapsed={self.elapsed:.2f}s rate={self.rate:,.0f}/s topic={self.topic}"
         )
-        return line + (" (interrupted)" if self.interrupted else "")
+        if self.interrupted:
+            line += " (interrupted)"
+        if self.stopped_on_error:
+            line += " (stopped at the first delivery failure)"
+        return line
 
     def failure_message(self) -> str:
         """Why the run is not ok: how many were not delivered and the most common reasons."""
@@ -213,6 +219,7 @@ def publish(
     progress: bool = False,
     encode: Encoder | None = None,
     stamp_event_time: bool = True,
+    stop_on_error: bool = True,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
 ) -> PublishReport:
@@ -226,6 +233,8 @@ def publish(
     :param encode: record -> bytes (default: JSON).
     :param stamp_event_time: set each record's ``event_time`` to now (ms) just before encoding,
         so produce-to-prediction latency can be measured.
+    :param stop_on_error: stop sending once a delivery has failed (a broker outage would otherwise
+        keep an endless source failing forever); False sends everything and counts the failures.
     :param connect_timeout: seconds to wait for the broker's metadata answer before giving up.
     :param flush_timeout: seconds to wait for outstanding deliveries at the end.
     :raises BrokerUnavailableError: the broker did not answer (nothing was sent).
@@ -251,7 +260,8 @@ def publish(
     source = iter(messages) if count is None else itertools.islice(messages, count)
     bar = tqdm(total=count, unit="rec", unit_scale=True, disable=not progress, file=sys.stderr,
                mininterval=0.5, smoothing=0.3, desc=topic)
-    loop = _Loop(producer, topic, encode, stamp_event_time, bar)
+    should_stop = (lambda: deliveries.failed > 0) if stop_on_error else (lambda: False)
+    loop = _Loop(producer, topic, encode, stamp_event_time, bar, should_stop)
     start = time.monotonic()
     interrupted = False
     try:
@@ -290,6 +300,7 @@ def publish(
         elapsed=elapsed,
         bad=loop.bad,
         interrupted=interrupted,
+        stopped_on_error=loop.stopped_on_error,
         topic=topic,
     )
 
@@ -308,6 +319,7 @@ def send_records(
     seed: int | None = 0,
     start_id: int = 0,
     progress: bool = False,
+    stop_on_error: bool = True,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     **producer_overrides: Any,
 ) -> PublishReport:
@@ -335,6 +347,7 @@ def send_records(
         count=count,
         progress=progress,
         encode=encode,
+        stop_on_error=stop_on_error,
         connect_timeout=connect_timeout,
     )
 
@@ -348,6 +361,9 @@ class _Loop:
     encode: Encoder
     stamp_event_time: bool
     bar: Any
+    should_stop: Callable[[], bool] = lambda: False
+    """Checked after every burst: a latched delivery failure ends the loop (see ``stop_on_error``)."""
+    stopped_on_error: bool = False
     sent: int = 0
     bad: int = 0
     not_sent: Counter[str] = field(default_factory=Counter)
@@ -357,6 +373,8 @@ class _Loop:
         it = iter(source)
         while self._burst(it, _UNPACED_BURST):
             self.producer.poll(0)
+            if self._failed():
+                return
 
     def run_paced(self, source: Iterable[OutgoingMessage], rate: float) -> None:
         # Token bucket: tokens accrue at `rate`; we send whole tokens in a burst, then wait (serving
@@ -379,6 +397,8 @@ class _Loop:
             if not self._burst(it, n):
                 return
             poll(0)
+            if self._failed():
+                return
 
     def _burst(self, it: Iterable[OutgoingMessage], n: int) -> bool:
         """Send up to ``n`` messages; False once the source is exhausted."""
@@ -413,6 +433,12 @@ class _Loop:
             self.bad += bad
             self.bar.update(sent)
         return pulled == n
+
+    def _failed(self) -> bool:
+        if self.should_stop():
+            self.stopped_on_error = True
+            logger.error("stopping: a message could not be delivered (--keep-going sends the rest anyway)")
+        return self.stopped_on_error
 
     def _produce_when_room(self, value: bytes | None, key: bytes) -> None:
         # The local queue is full: serve delivery reports until the broker drains it.

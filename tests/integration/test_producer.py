@@ -148,7 +148,7 @@ def test_cli_unreachable_broker_exits_non_zero_quickly_with_a_clear_message() ->
     assert "Traceback" not in result.stderr
 
 
-def test_cli_exits_non_zero_when_messages_are_not_delivered(
+def test_cli_keep_going_counts_every_undelivered_message(
     kafka_bootstrap: str, topic_factory: Callable[..., str]
 ) -> None:
     # Uncompressed, the corpus's 1 MiB records are over the broker's default message size: the broker
@@ -156,7 +156,7 @@ def test_cli_exits_non_zero_when_messages_are_not_delivered(
     topic = topic_factory(partitions=1)
 
     result = run_producer("--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--count", "200",
-                          "--bad-fraction", "1.0", "--compression", "none")
+                          "--bad-fraction", "1.0", "--compression", "none", "--keep-going")
 
     assert result.returncode == 1, result.stderr
     assert "messages were not delivered" in result.stderr
@@ -184,3 +184,21 @@ def test_send_records_library_call(kafka_bootstrap: str, topic_factory: Callable
     assert (report.sent, report.delivered, report.failed) == (2000, 2000, 0)
     assert 50 <= report.bad <= 150
     assert message_count(kafka_bootstrap, topic) == 2000
+
+
+def test_cli_stops_at_the_first_delivery_failure_by_default(
+    kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    topic = topic_factory(partitions=1)
+
+    result = run_producer("--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--source", "synthetic",
+                          "--bad-fraction", "1.0", "--compression", "none", "--rate", "2000")
+
+    # An endless source: only the latched delivery failure can have ended this run.
+    assert result.returncode == 1, result.stderr
+    assert "stopped at the first delivery failure" in result.stdout
+    assert "Message size too large" in result.stderr
+    summary = dict(part.split("=", 1) for part in result.stdout.split() if "=" in part)
+    assert int(summary["failed"]) >= 1
+    assert int(summary["delivered"]) + int(summary["failed"]) == int(summary["sent"])
+    assert message_count(kafka_bootstrap, topic) == int(summary["delivered"])

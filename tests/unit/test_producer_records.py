@@ -395,3 +395,19 @@ def test_report_ok_summary_and_failure_message() -> None:
     assert bad.failure_message() == (
         "3 of 10 messages were not delivered: 2 x Broker: Message size too large; 1 x Local: Message timed out"
     )
+
+
+def test_loop_stops_after_a_latched_delivery_failure() -> None:
+    producer = FakeProducer()
+    failures = {"count": 0}
+    loop = _Loop(producer, "t", make_encoder("json"), True, NullBar(),  # type: ignore[arg-type]
+                 should_stop=lambda: failures["count"] > 0)
+    source = as_messages(with_ids(synthetic_records(6)))  # endless
+
+    loop._burst(source, 10)
+    failures["count"] = 1  # a delivery callback reported an error
+    loop.run_unpaced(source)
+
+    # One more burst at most, then it stops instead of sending an endless source forever.
+    assert loop.stopped_on_error
+    assert 10 < len(producer.produced) <= 10 + 1000
