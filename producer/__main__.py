@@ -60,21 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where records come from (default: csv); stdin reads JSON lines")
     source.add_argument("--csv", dest="csv_path", default=str(DEFAULT_CSV_PATH), metavar="PATH",
                         help="CSV with the dataset's header (default: data/housing.csv)")
-    source.add_argument("--loop", action="store_true", help="repeat the CSV (or keep generating) until --count")
-    source.add_argument("--seed", type=int, default=0,
+    source.add_argument("--loop", action="store_true", help="repeat the CSV until --count or Ctrl-C (synthetic never ends)")
+    source.add_argument("--seed", type=int, default=0, metavar="N",
                         help="seed for the synthetic generator and bad-record placement (default: 0)")
-    source.add_argument("--start-id", type=int, default=0, help="first record id number: rec-<n> (default: 0)")
+    source.add_argument("--start-id", type=int, default=0, metavar="N", help="first record id number: rec-<n> (default: 0)")
 
     sending = parser.add_argument_group("sending")
     sending.add_argument("--format", choices=("json", "avro"), default="json",
                          help="json (default) or avro: Confluent wire format when a schema registry URL "
                          "is set, single-object encoding otherwise")
-    sending.add_argument("--rate", type=float, default=0.0,
+    sending.add_argument("--rate", type=float, default=0.0, metavar="PER_SECOND",
                          help="records per second; 0 = as fast as possible (default)")
-    sending.add_argument("--count", type=int, default=None, help="stop after this many messages (good + bad)")
+    sending.add_argument("--count", type=int, default=None, metavar="N", help="stop after this many messages (good + bad)")
     sending.add_argument("--bad-fraction", type=float, default=0.0, metavar="F",
                          help="share of messages that are malformed on purpose, 0..1 (keys bad-<kind>-<n>)")
-    sending.add_argument("--topic", dest="setting__topics__records", default=None,
+    sending.add_argument("--topic", dest="setting__topics__records", default=None, metavar="TOPIC",
                          help="topic to publish to (env TOPIC_RECORDS; default housing.records)")
     sending.add_argument("--compression", default="lz4", choices=("lz4", "none", "zstd", "snappy", "gzip"),
                          help="producer compression (default: lz4)")

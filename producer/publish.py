@@ -50,6 +50,11 @@ DEFAULT_PRODUCER_CONFIG: Mapping[str, Any] = {
 }
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_FLUSH_TIMEOUT = 90.0
+_PROBE_RECORD: Mapping[str, Any] = {
+    "longitude": -122.23, "latitude": 37.88, "housing_median_age": 41.0, "total_rooms": 880.0,
+    "total_bedrooms": 129.0, "population": 322.0, "households": 126.0, "median_income": 8.3252,
+    "ocean_proximity": "NEAR BAY",
+}
 _UNPACED_BURST = 1000  # messages between polls when --rate is 0
 _BUCKET_SECONDS = 0.1  # the bucket holds at most this much of the rate (catch-up after a stall)
 _MIN_BURST_SECONDS = 0.002  # wait until at least this much is due, so sleeps are >= ~2 ms
@@ -191,6 +196,12 @@ def make_encoder(
         raise PublishError("the Confluent wire format needs a schema registry URL (--schema-registry-url)")
     encoder = RecordEncoder(registry)
     encode = encoder.encode
+    if wire is WireFormat.AVRO_CONFLUENT:
+        # Register the schema now, so an unreachable registry fails before anything is sent.
+        try:
+            encode(_PROBE_RECORD, wire)
+        except RegistryUnavailableError as exc:
+            raise PublishError(f"schema registry at {schema_registry_url}: {exc}") from exc
 
     def encode_record(record: Record) -> bytes:
         return encode(record, wire)
