@@ -49,6 +49,12 @@ NON_RETRIABLE_PRODUCE_CODES = {
     KafkaError.TOPIC_AUTHORIZATION_FAILED,
 }
 # Errors that no retry will fix: wrong credentials, missing topics, no permission.
+# A fatal transactional-producer error with one of these means another instance owns our transactional.id:
+# this process must stop. Any other fatal producer error (e.g. INVALID_TXN_STATE after the coordinator timed out
+# our transaction during a broker outage) is recovered by a new producer with the same id, which fences the old.
+FENCED_CODES = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
+MAX_PRODUCER_REPLACEMENTS = 5
+"""Replacing the producer this often without a committed batch in between is fatal."""
 FATAL_CODES = {
     KafkaError._AUTHENTICATION,
     KafkaError.SASL_AUTHENTICATION_FAILED,
@@ -130,6 +136,7 @@ class ScoringLoop:
         self._next_lag_refresh = 0.0
         self._consecutive_failures = 0
         self._non_retriable_failures = 0
+        self._producer_replacements = 0
 
     # --- life cycle ----------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -142,7 +149,7 @@ class ScoringLoop:
     def run(self) -> None:
         """Run until ``stop()``; raises ScorerFatalError on an error no retry can fix."""
         topics = self.settings.topics
-        self._producer = Producer({**producer_config(self.settings), "error_cb": self._on_client_error})
+        self._producer = Producer({**producer_config(self.settings), "error_cb": self._on_producer_error})
         self._consumer = Consumer({**consumer_config(self.settings), "error_cb": self._on_client_error})
         consumer, producer = self._consumer, self._producer
         try:
@@ -171,7 +178,11 @@ class ScoringLoop:
     def _close(self) -> None:
         deadline = self.settings.scorer.shutdown_timeout
         if self._producer is not None:
-            remaining = self._producer.flush(deadline)
+            try:
+                remaining = self._producer.flush(deadline)
+            except KafkaException as exc:  # a producer that failed fatally raises here; nothing is pending then
+                logger.warning("producer flush at shutdown: %s", exc)
+                remaining = 0
             if remaining:
                 logger.warning("%d produced messages undelivered at shutdown (their offsets were not committed)",
                                remaining)
@@ -224,6 +235,34 @@ class ScoringLoop:
             self.state.kafka_error = error.str()
         else:
             logger.warning("Kafka client error: %s", error.str())
+
+    def _on_producer_error(self, error: KafkaError) -> None:
+        if error.fatal() and self.exactly_once and error.code() not in FENCED_CODES:
+            # Recoverable by a new producer (see FENCED_CODES); the failing batch reports it and is rewound.
+            logger.warning("transactional producer failed: %s (it will be replaced)", error.str())
+            return
+        self._on_client_error(error)
+
+    def _replace_producer(self, cause: KafkaError) -> None:
+        """Close the failed transactional producer and start a new one with the same transactional.id."""
+        self._producer_replacements += 1
+        if self._producer_replacements > MAX_PRODUCER_REPLACEMENTS:
+            raise ScorerFatalError(f"transactional producer failed {self._producer_replacements} times in a row, "
+                                   f"last: {cause.str()}")
+        logger.warning("replacing the transactional producer after: %s", cause.str())
+        self._producer = Producer({**producer_config(self.settings), "error_cb": self._on_producer_error})
+        producer = self._producer
+        deadline = time.monotonic() + 120
+        while True:  # init_transactions fences the old producer and aborts its open transaction
+            try:
+                producer.init_transactions(30)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.fatal() or time.monotonic() > deadline or self._stop.is_set():
+                    raise ScorerFatalError(f"could not restart the transactional producer: {error.str()}") \
+                        from exc
+                logger.warning("init_transactions: %s (retrying)", error.str())
 
     def _raise_if_fatal(self) -> None:
         if self._fatal:
@@ -285,7 +324,7 @@ class ScoringLoop:
         except BatchFailed as exc:
             self._after_failure(batch, exc)
             return
-        self._consecutive_failures = self._non_retriable_failures = 0
+        self._consecutive_failures = self._non_retriable_failures = self._producer_replacements = 0
         self._observe(batch, result, handle, started, predict_seconds)
 
     def _after_failure(self, batch: list[Incoming], exc: BatchFailed) -> None:
@@ -385,12 +424,16 @@ class ScoringLoop:
         producer = self._producer
         assert producer is not None
         error = exc.args[0]
-        if error.fatal():
+        if error.fatal() and error.code() in FENCED_CODES:
             raise ScorerFatalError(
                 f"transactional producer failed fatally: {error.str()}"
                 + (" (fenced: another instance with the same SCORER_INSTANCE_ID took over)"
                    if error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED) else "")
             ) from exc
+        if error.fatal():
+            self._replace_producer(error)
+            self._rewind(batch)
+            return
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -398,8 +441,11 @@ class ScoringLoop:
                 break
             except KafkaException as abort_exc:
                 abort_error = abort_exc.args[0]
-                if abort_error.fatal():
+                if abort_error.fatal() and abort_error.code() in FENCED_CODES:
                     raise ScorerFatalError(f"could not abort a transaction: {abort_error.str()}") from abort_exc
+                if abort_error.fatal():
+                    self._replace_producer(abort_error)
+                    break
                 if abort_error.code() == KafkaError._STATE:
                     break  # no transaction in progress (begin_transaction itself failed)
                 if time.monotonic() > deadline or self._stop.is_set():
