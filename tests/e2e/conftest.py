@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from consumer.settings import SETTINGS, Settings
 from producer.bad_records import BAD_RECORDS, LARGE_KINDS
@@ -146,6 +146,11 @@ def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
         offsets = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    except KafkaException as exc:
+        if not exc.args[0].retriable() and exc.args[0].code() not in (KafkaError.NOT_COORDINATOR,
+                                                                      KafkaError.COORDINATOR_LOAD_IN_PROGRESS):
+            raise
+        return -1  # the broker is (re)starting: "not known yet"
     finally:
         consumer.close()
     return sum(max(0, tp.offset) for tp in offsets)

@@ -83,14 +83,12 @@ def test_broker_killed_and_restarted_loses_nothing(tmp_path: Path, settings_fact
         assert pid is not None
         os.killpg(os.getpgid(pid), signal.SIGKILL)  # the broker goes away without a goodbye
         assert wait_for(lambda: broker.running_pid() is None, 15), "broker did not die"
-        # The scorer notices (librdkafka reports the lost connection) and keeps running.
-        assert wait_for(lambda: "Kafka: " in scorer.log() or not scorer.alive(), 30), scorer.tail()
-        assert scorer.alive(), scorer.tail()
-
+        # Down for as long as a JVM takes to start again (seconds) while records keep coming.
         broker.start(format_storage=False)
         records.join(180)
-        wait_committed(bootstrap, group, topics["records"], 3, 5000, 120, [scorer])
+        wait_committed(bootstrap, group, topics["records"], 3, 5000, 150, [scorer])
         assert scorer.alive(), scorer.tail()
+        assert "Kafka: " in scorer.log(), "the scorer never noticed the outage:\n" + scorer.tail()
         scorer.terminate()
         assert scorer.wait(60) == 0, scorer.tail()
         assert_exactly_once(settings, records)
