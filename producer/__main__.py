@@ -60,10 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where records come from (default: csv); stdin reads JSON lines")
     source.add_argument("--csv", dest="csv_path", default=str(DEFAULT_CSV_PATH), metavar="PATH",
                         help="CSV with the dataset's header (default: data/housing.csv)")
-    source.add_argument("--loop", action="store_true", help="repeat the CSV until --count or Ctrl-C (synthetic never ends)")
+    source.add_argument("--loop", action="store_true",
+                        help="repeat the CSV until --count or Ctrl-C (synthetic never ends)")
     source.add_argument("--seed", type=int, default=0, metavar="N",
                         help="seed for the synthetic generator and bad-record placement (default: 0)")
-    source.add_argument("--start-id", type=int, default=0, metavar="N", help="first record id number: rec-<n> (default: 0)")
+    source.add_argument("--start-id", type=int, default=0, metavar="N",
+                        help="first record id number: rec-<n> (default: 0)")
 
     sending = parser.add_argument_group("sending")
     sending.add_argument("--format", choices=("json", "avro"), default="json",
@@ -71,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "is set, single-object encoding otherwise")
     sending.add_argument("--rate", type=float, default=0.0, metavar="PER_SECOND",
                          help="records per second; 0 = as fast as possible (default)")
-    sending.add_argument("--count", type=int, default=None, metavar="N", help="stop after this many messages (good + bad)")
+    sending.add_argument("--count", type=int, default=None, metavar="N",
+                         help="stop after this many messages (good + bad)")
     sending.add_argument("--bad-fraction", type=float, default=0.0, metavar="F",
                          help="share of messages that are malformed on purpose, 0..1 (keys bad-<kind>-<n>)")
     sending.add_argument("--topic", dest="setting__topics__records", default=None, metavar="TOPIC",
