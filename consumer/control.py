@@ -47,7 +47,9 @@ def _producer(settings: Settings, timeout: float) -> Producer:
         **settings.kafka.client_config(),
         "client.id": f"housing-control-{settings.scorer.instance_id}",
         "acks": "all",
-        "enable.idempotence": True,
+        # Not idempotent: its producer-id handshake costs ~0.5 s per new producer, and a retried duplicate is
+        # harmless here (scorers ignore an event id they have seen; statuses are last-wins per instance).
+        "enable.idempotence": False,
         "linger.ms": 0,
         "message.timeout.ms": max(1000, int(timeout * 1000)),
     })
@@ -105,13 +107,21 @@ def publish_model_update(settings: Settings, *, type: str, model_name: str, vers
     """
     event = build_model_update(type=type, model_name=model_name, version=version, alias=alias, stage=stage,
                                model_uri=model_uri, source=source)
-    value = encode_model_update(event)
-    producer = _producer(settings, timeout)
-    _produce_and_flush(producer, settings.topics.model_updates, model_name, value, timeout,
-                       settings.kafka.bootstrap_servers)
+    publish_event(settings, event, timeout=timeout)
     logger.info("published %s event %s for %s v%s (@%s) to %s", type, event["event_id"], model_name, version,
                 alias, settings.topics.model_updates)
     return event
+
+
+def publish_event(settings: Settings, event: Mapping[str, Any], *, timeout: float = 10.0) -> None:
+    """Publish a complete ModelUpdateEvent as given (e.g. re-sending one with its original event id).
+
+    :raises ControlPublishError: not acknowledged within ``timeout`` seconds.
+    :raises ValidationError: the event does not match the ModelUpdateEvent schema.
+    """
+    producer = _producer(settings, timeout)
+    _produce_and_flush(producer, settings.topics.model_updates, str(event["model_name"]),
+                       encode_model_update(event), timeout, settings.kafka.bootstrap_servers)
 
 
 # --- reading the control topic ------------------------------------------------------------------------

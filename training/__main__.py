@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "also accepts linear, tree, rf, hgb)")
     parser.add_argument("--promote", action="store_true",
                         help="also give the new version alias champion and stage Production")
+    parser.add_argument("--announce", action=argparse.BooleanOptionalAction, default=None,
+                        help="publish the promotion on the model-updates topic so running scorers switch now "
+                             "(default: with --promote; a broker that does not answer is a warning, not a failure)")
     parser.add_argument("--output-dir", default=None,
                         help="directory for model.pkl, model.json and reference_profile.json (default: the "
                              "directory of the fallback path, "
@@ -151,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TrainingError, DataError) as exc:
         print(f"housing-train: {exc}", file=sys.stderr)
         return 1
+    if args.announce if args.announce is not None else args.promote:
+        from training.announce import announce_promotion
+
+        announce_promotion(settings, result)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

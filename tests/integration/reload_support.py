@@ -1,0 +1,160 @@
+"""Shared pieces of the hot-reload integration tests: model versions (good and corrupt), a paced producer,
+scorer settings on fresh topics, and reading predictions back with their versions."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from consumer.settings import Settings
+from schemas.codecs import decode_prediction
+from tests.conftest import RegisteredModel, train_quick_model
+from tests.helpers import Received, housing_rows
+
+
+def client(tracking_uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def two_versions(tracking_uri: str, out_dir: Path, *, distinct: bool = False) -> tuple[str, str, str]:
+    """A fresh model name with v1 (linear, champion) and v2 (challenger only): (name, v1, v2).
+
+    :param distinct: train v2 as a decision tree (different predictions, ~6 s more); otherwise v2 is a new
+        registry version of v1's logged model, which is all a version switch needs.
+    """
+    name = f"hot_reload_{uuid.uuid4().hex[:8]}"
+    first = train_quick_model(tracking_uri, name, out_dir / "v1", kinds=("linear_regression",), sample=600)
+    if distinct:
+        second = train_quick_model(tracking_uri, name, out_dir / "v2", kinds=("decision_tree",), sample=600,
+                                   promote=False)
+        return name, first.version, second.version
+    return name, first.version, clone_version(tracking_uri, name, first.version, alias="challenger")
+
+
+def clone_version(tracking_uri: str, name: str, version: str, *, alias: str | None = None) -> str:
+    """Register the same logged model again as a new version (no training); optionally give it an alias."""
+    mlflow_client = client(tracking_uri)
+    existing = mlflow_client.get_model_version(name, version)
+    source = str(existing.source)
+    # MLflow 3 sources are logged models (models:/m-<id>); the registry wants that id named as well.
+    model_id = getattr(existing, "model_id", None) or (source.split("/", 1)[1] if source.startswith("models:/")
+                                                        else None)
+    created = mlflow_client.create_model_version(name, source, existing.run_id, model_id=model_id)
+    if alias:
+        mlflow_client.set_registered_model_alias(name, alias, str(created.version))
+    return str(created.version)
+
+
+def fallback_of(tracking_uri: str, name: str, out_dir: Path) -> RegisteredModel:
+    return RegisteredModel(tracking_uri, name, "1", out_dir / "v1" / "model.pkl", "")
+
+
+def move_alias(tracking_uri: str, name: str, alias: str, version: str) -> None:
+    client(tracking_uri).set_registered_model_alias(name, alias, version)
+
+
+def corrupt_version(tracking_uri: str, name: str) -> str:
+    """Register a version whose artifact is garbage: a sklearn MLmodel whose pickle is not a pickle."""
+    mlflow_client = client(tracking_uri)
+    experiment = mlflow_client.get_experiment_by_name("hot-reload-tests")
+    experiment_id = experiment.experiment_id if experiment else mlflow_client.create_experiment("hot-reload-tests")
+    run = mlflow_client.create_run(experiment_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = os.path.join(tmp, "model")
+        os.makedirs(model_dir)
+        Path(model_dir, "MLmodel").write_text(
+            "flavors:\n  sklearn:\n    pickled_model: model.pkl\n    serialization_format: cloudpickle\n"
+            "    sklearn_version: 1.5.0\n  python_function:\n    loader_module: mlflow.sklearn\n"
+            "    model_path: model.pkl\n")
+        Path(model_dir, "model.pkl").write_bytes(b"this is not a pickle")
+        mlflow_client.log_artifacts(run.info.run_id, model_dir, "model")
+    mlflow_client.set_terminated(run.info.run_id)
+    version = mlflow_client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id)
+    return str(version.version)
+
+
+def scorer_overrides(name: str, fallback: Path, group_id: str, **extra: Any) -> dict[str, Any]:
+    return {"model__name": name, "model__fallback_path": str(fallback), "scorer__group_id": group_id,
+            "scorer__batch_max_wait_ms": 20, "scorer__batch_max_records": 200,
+            "model__reload_interval": 300, **extra}
+
+
+class PacedProducer:
+    """Produces JSON records at a fixed rate on its own thread until stopped; remembers every key sent."""
+
+    def __init__(self, settings: Settings, rate: float, *, prefix: str | None = None) -> None:
+        self.settings = settings
+        self.rate = rate
+        self.prefix = prefix or uuid.uuid4().hex[:6]
+        self.keys: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="paced-producer", daemon=True)
+        self.error: str | None = None
+
+    def start(self) -> PacedProducer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        producer = Producer({**self.settings.kafka.client_config(), "linger.ms": 5, "enable.idempotence": True})
+        rows = housing_rows(2000)
+        started = time.monotonic()
+        sent = 0
+        while not self._stop.is_set():
+            due = int((time.monotonic() - started) * self.rate) + 1
+            while sent < due:
+                key = f"{self.prefix}-{sent}"
+                row = rows[sent % len(rows)]
+                producer.produce(self.settings.topics.records, key=key.encode(),
+                                 value=json.dumps({**row, "record_id": key, "event_time": int(time.time() * 1000)}))
+                self.keys.append(key)
+                sent += 1
+            producer.poll(0)
+            self._stop.wait(0.01)
+        if producer.flush(30):
+            self.error = "records not delivered"
+
+    def stop(self) -> list[str]:
+        self._stop.set()
+        self._thread.join(40)
+        assert self.error is None, self.error
+        return self.keys
+
+
+def versions_by_partition(predictions: list[Received]) -> dict[int, list[str]]:
+    """Model version of each prediction, in offset order per output partition."""
+    out: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for message in predictions:
+        out[message.partition].append((message.offset, message.header_map["model_version"].decode()))
+    return {p: [v for _, v in sorted(items)] for p, items in out.items()}
+
+
+def switches_once(sequence: list[str], old: str, new: str) -> bool:
+    """old...old new...new (either part may be empty): nothing old after the first new."""
+    if new not in sequence:
+        return set(sequence) <= {old}
+    first_new = sequence.index(new)
+    return set(sequence[:first_new]) <= {old} and set(sequence[first_new:]) == {new}
+
+
+def decoded(predictions: list[Received]) -> list[dict[str, Any]]:
+    return [decode_prediction(m.value) for m in predictions]
+
+
+def scored_by(service: Any, version: str) -> Callable[[], bool]:
+    """Condition: the service has produced predictions with ``version``."""
+    def check() -> bool:
+        return service.state.metrics.records_scored.labels(model_version=version)._value.get() > 0
+    return check

@@ -1,0 +1,59 @@
+"""Announce a promotion on ``housing.model-updates`` so every running scorer switches to it within seconds.
+
+Training succeeds whether or not anyone hears the announcement: a scorer that misses it (Kafka down, no
+scorer running) still picks the new champion up at its next registry poll. So an unreachable broker is a
+warning, not a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer
+
+from consumer.control import ControlPublishError, publish_model_update
+from consumer.settings import Settings
+from training.register import CHAMPION_ALIAS, PRODUCTION, TrainingResult
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "training"
+
+
+def kafka_answers(settings: Settings, timeout: float = 3.0) -> bool:
+    """True when the broker answers a metadata request within ``timeout`` seconds."""
+    producer = Producer({**settings.kafka.client_config(), "socket.connection.setup.timeout.ms": 3000,
+                         "log_level": 0})
+    try:
+        producer.list_topics(timeout=timeout)
+        return True
+    except KafkaException:
+        return False
+
+
+def announce_promotion(settings: Settings, result: TrainingResult, *, timeout: float = 10.0) -> dict[str, Any] | None:
+    """Publish a ``promoted`` ModelUpdateEvent for a promoted training result.
+
+    :returns: the event published, or None when there was nothing to announce (not promoted) or Kafka could
+        not take it (logged as a warning; the scorers' registry poll will catch the promotion).
+    """
+    if not result.promoted:
+        logger.info("version %s was not promoted: nothing to announce", result.version)
+        return None
+    where = f"{settings.topics.model_updates} at {settings.kafka.bootstrap_servers}"
+    if not kafka_answers(settings):
+        logger.warning("Kafka does not answer: promotion of %s v%s not announced on %s (running scorers will "
+                       "pick it up at their next registry poll)", result.model_name, result.version, where)
+        return None
+    try:
+        event = publish_model_update(settings, type="promoted", model_name=result.model_name,
+                                     version=result.version, alias=CHAMPION_ALIAS, stage=PRODUCTION,
+                                     model_uri=result.model_uri, source=SOURCE, timeout=timeout)
+    except ControlPublishError as exc:
+        logger.warning("promotion of %s v%s not announced on %s: %s", result.model_name, result.version, where,
+                       exc)
+        return None
+    logger.info("announced %s v%s on %s (event %s)", result.model_name, result.version, where,
+                event["event_id"])
+    return event
