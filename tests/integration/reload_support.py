@@ -158,3 +158,74 @@ def scored_by(service: Any, version: str) -> Callable[[], bool]:
     def check() -> bool:
         return service.state.metrics.records_scored.labels(model_version=version)._value.get() > 0
     return check
+
+
+class AdminServer:
+    """The real admin API of an in-process scorer, served from a thread of its own on a free port."""
+
+    def __init__(self, settings: Settings, service: Any) -> None:
+        self.settings = settings
+        self.service = service
+        self.url = f"http://{settings.admin.host}:{settings.admin.port}"
+        self._ready = threading.Event()
+        self._loop: Any = None
+        self._stop: Any = None
+        self._thread = threading.Thread(target=self._run, name="admin-api", daemon=True)
+
+    def __enter__(self) -> AdminServer:
+        self._thread.start()
+        assert self._ready.wait(30), "admin API did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        import asyncio
+
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        import asyncio
+
+        from aiohttp import web
+
+        from admin_api.app import create_app
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        app = create_app(self.settings, state=self.service.state, service=self.service)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.settings.admin.host, self.settings.admin.port).start()
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await runner.cleanup()
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(self.url + path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+
+def mlflow_delivery(secret: str, payload: dict[str, Any], *, timestamp: float | None = None
+                    ) -> tuple[bytes, dict[str, str]]:
+    """Body and headers exactly as MLflow's webhook delivery builds and signs them."""
+    from mlflow.webhooks.delivery import _generate_hmac_signature
+
+    body_text = json.dumps(payload)
+    delivery_id = str(uuid.uuid4())
+    stamp = str(int(time.time() if timestamp is None else timestamp))
+    return body_text.encode(), {
+        "Content-Type": "application/json", "X-MLflow-Delivery-Id": delivery_id, "X-MLflow-Timestamp": stamp,
+        "X-MLflow-Signature": _generate_hmac_signature(secret, delivery_id, stamp, body_text)}
