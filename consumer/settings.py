@@ -837,6 +837,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, keys: Sequence[str] 
                     spec.flag,
                     dest=dest,
                     default=None,
+                    metavar=spec.key.rsplit(".", 1)[-1].upper(),
                     help=(spec.help + " " if spec.help else "") + f"(env {spec.env})",
                 )
 
