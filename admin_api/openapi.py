@@ -281,7 +281,7 @@ COMPONENTS: dict[str, Any] = {
     },
 }
 
-_SECURED = [{"bearerAuth": []}, {"apiKeyHeader": []}]
+_SECURED: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"apiKeyHeader": []}]
 _AUTH_ERRORS = {"401": _error("Missing or wrong API key"),
                 "403": _error("No API key configured: the endpoint is disabled")}
 _NAME = {"name": "name", "in": "path", "required": True, "description": "Registered model name",
@@ -289,8 +289,9 @@ _NAME = {"name": "name", "in": "path", "required": True, "description": "Registe
 _ALIAS_PARAM = {"name": "alias", "in": "path", "required": True, "schema": ALIAS}
 
 
-def _read(summary: str, ok: dict[str, Any], *, protected: bool = True, **extra: Any) -> dict[str, Any]:
-    responses = {"200": ok, **extra}
+def _read(summary: str, ok: dict[str, Any], *, protected: bool = True,
+          extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    responses = {"200": ok, **(extra or {})}
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if protected:
         # Open unless ADMIN_PROTECT_READS is set.
@@ -319,10 +320,10 @@ _UPSTREAM = _error("MLflow answered with an unexpected error")
 PATHS: dict[str, Any] = {
     "/health": {"get": _read("Health: healthy / degraded (200) or unhealthy (503), with reasons",
                              _json(_ref("Health"), "Healthy or degraded"), protected=False,
-                             **{"503": _json(_ref("Health"), "Unhealthy")})},
+                             extra={"503": _json(_ref("Health"), "Unhealthy")})},
     "/ready": {"get": _read("Readiness: a model is loaded and the consumer has its assignment",
                             _json(_ref("Ready"), "Ready"), protected=False,
-                            **{"503": _json(_ref("Ready"), "Not ready")})},
+                            extra={"503": _json(_ref("Ready"), "Not ready")})},
     "/metrics": {"get": _read("Prometheus exposition", {"description": "Metrics in the text format",
                                                         "content": {"text/plain": {"schema": {"type": "string"}}}})},
     "/api/openapi.json": {"get": _read("This document", _json({"type": "object"}, "OpenAPI 3 document"),
@@ -340,11 +341,11 @@ PATHS: dict[str, Any] = {
         _ref("ReloadRequest"), body_required=False)},
     "/api/model/drift": {"get": _read("PSI per feature over the sliding window", _json(_ref("Drift"), "Drift"))},
     "/api/mlflow/models": {"get": _read("Registered models", _json(_ref("RegisteredModels"), "Models"),
-                                        **{"502": _UPSTREAM, "503": _MLFLOW_DOWN})},
+                                        extra={"502": _UPSTREAM, "503": _MLFLOW_DOWN})},
     "/api/mlflow/models/{name}": {"get": {
         **_read("A registered model with its versions, stages, aliases and run metrics",
                 _json(_ref("ModelDetails"), "Model details"),
-                **{"400": _error("Invalid model name"), "404": _error("No such registered model"),
+                extra={"400": _error("Invalid model name"), "404": _error("No such registered model"),
                    "502": _UPSTREAM, "503": _MLFLOW_DOWN}),
         "parameters": [_NAME]}},
     "/api/mlflow/models/{name}/transition": {"post": _write(
@@ -383,7 +384,7 @@ PATHS: dict[str, Any] = {
          "503": _error("No model loaded")},
         _ref("PredictRequest"))},
     "/api/fleet": {"get": _read("Latest ScorerStatus per scorer instance", _json(_ref("Fleet"), "Fleet"),
-                                **{"503": _error("Kafka unreachable")})},
+                                extra={"503": _error("Kafka unreachable")})},
     "/api/webhooks/mlflow": {"post": {
         "summary": "MLflow registry webhook (signed with MLFLOW_WEBHOOK_SECRET); alias changes are announced",
         "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object"}}}},

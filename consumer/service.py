@@ -22,6 +22,7 @@ from consumer.control import ControlListener, StatusPublisher, control_start_off
 from consumer.handle import ModelHandle
 from consumer.loop import BatchHook, ScorerFatalError, ScoringLoop
 from consumer.model import ModelLoader, load_startup_model, registry_answers
+from consumer.monitoring import build_monitoring_hooks
 from consumer.poller import RegistryPoller
 from consumer.reload import Reloader
 from consumer.settings import Settings
@@ -76,7 +77,10 @@ class ScorerService:
                                               load_seconds=handle.load_seconds))
         logger.info("model %s loaded in %.2fs from %s", handle.label, handle.load_seconds, handle.uri)
         hooks = self._start_control_plane(handle, loader, control_offsets)
-        self.loop = ScoringLoop(self.settings, self.state, hooks=(*self._extra_hooks, *hooks))
+        # Drift monitor and prediction logger (consumer/monitoring.py): their work runs on their own threads.
+        monitoring = build_monitoring_hooks(self.settings, self.state)
+        self.components.extend(monitoring)
+        self.loop = ScoringLoop(self.settings, self.state, hooks=(*self._extra_hooks, *hooks, *monitoring))
         self._thread = threading.Thread(target=self._run_loop, name="scoring-loop", daemon=True)
         self._thread.start()
 
@@ -177,8 +181,9 @@ class ScorerService:
         return 0
 
     async def _start_admin_api(self) -> Any:
-        from admin_api.app import create_app, ssl_context
         from aiohttp import web
+
+        from admin_api.app import create_app, ssl_context
 
         app = create_app(self.settings, state=self.state, service=self)
         runner = web.AppRunner(app, access_log=None)
