@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import threading
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,6 +143,12 @@ def running_app(fuzz_settings: Settings) -> Iterator[RunningApp]:
 
 def test_schemathesis_finds_no_server_errors_and_no_spec_violations(running_app: RunningApp, fuzz_settings: Settings,
                                                                    tmp_path: Path) -> None:
+    # A real scorer behind it: ready, and healthy with Kafka connected.
+    with urllib.request.urlopen(f"{running_app.url}/ready", timeout=10) as response:
+        assert response.status == 200
+    with urllib.request.urlopen(f"{running_app.url}/health", timeout=10) as response:
+        health = json.loads(response.read())
+    assert (health["status"], health["kafka_connection"]) == ("healthy", "connected"), health
     report = tmp_path / "report.json"
     # Every {name} the fuzzer sends is the throwaway model: it must never touch anyone else's registry entries.
     config = tmp_path / "schemathesis.toml"
