@@ -128,23 +128,34 @@ class ScorerService:
     def stop(self, timeout: float | None = None) -> None:
         """Finish the batch in flight, commit, close. Safe to call twice."""
         timeout = timeout or self.settings.scorer.shutdown_timeout + 20
-        for component in reversed(self.components):
-            try:
-                component.stop()
-            except Exception:
-                logger.exception("stopping %r", component)
+        # First nothing new may ask for a reload; then the batch in flight finishes (its hooks still run);
+        # then the rest stops in reverse start order, so the monitors flush and the 'stopped' status goes last.
+        triggers = [c for c in (self.listener, self.poller) if c is not None]
+        for component in triggers:
+            self._stop_component(component)
         if self.loop is not None:
             self.loop.stop()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 logger.error("scoring thread did not stop within %.0fs", timeout)
+        for component in reversed(self.components):
+            if component not in triggers:
+                self._stop_component(component)
+        self.components.clear()
         for callback in self.on_stop:
             try:
                 callback()
             except Exception:
                 logger.exception("on_stop callback failed")
         self.on_stop.clear()
+
+    @staticmethod
+    def _stop_component(component: Any) -> None:
+        try:
+            component.stop()
+        except Exception:
+            logger.exception("stopping %r", component)
 
     @property
     def running(self) -> bool:
