@@ -1,0 +1,160 @@
+"""consumer.loop without a broker: offsets to commit, client configs, rewinds, failure accounting, error routing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from consumer import loop
+from consumer.loop import BatchFailed, ScorerFatalError, ScoringLoop, consumer_config, producer_config
+from consumer.scoring import BatchResult, Incoming, Rejected
+from consumer.settings import Settings, load_settings
+from consumer.state import ScorerState
+
+
+def settings(**flat: Any) -> Settings:
+    base = {"scorer.group_id": "g", "scorer.instance_id": "i1"}
+    return load_settings({**base, **flat}, env={}, config_path=None)
+
+
+def incoming(partition: int, offset: int, topic: str = "t") -> Incoming:
+    return Incoming(b"k", b"{}", topic, partition, offset)
+
+
+def make_loop(**flat: Any) -> ScoringLoop:
+    s = settings(**flat)
+    return ScoringLoop(s, ScorerState(s))
+
+
+def test_next_offsets_are_last_plus_one_per_partition() -> None:
+    batch = [incoming(0, 5), incoming(1, 10), incoming(0, 6), incoming(0, 7), incoming(1, 11), incoming(2, 0, "u")]
+    offsets = {(tp.topic, tp.partition): tp.offset for tp in loop._next_offsets(batch)}
+    assert offsets == {("t", 0): 8, ("t", 1): 12, ("u", 2): 1}
+
+
+def test_next_offsets_of_an_empty_batch_is_nothing() -> None:
+    assert loop._next_offsets([]) == []
+
+
+def test_describe_and_positions_name_topic_partition_offset() -> None:
+    assert loop._describe([TopicPartition("t", 0), TopicPartition("t", 2)]) == "t[0], t[2]"
+    assert loop._describe([]) == "nothing"
+    assert loop._positions([incoming(1, 42), incoming(0, 3)]) == 'partition="t[1]" offset="42"'
+
+
+def test_exactly_once_configs_read_committed_manual_commits_stable_transactional_id() -> None:
+    s = settings()
+    consumer = consumer_config(s)
+    assert consumer["isolation.level"] == "read_committed"
+    assert consumer["enable.auto.commit"] is False and consumer["enable.auto.offset.store"] is False
+    assert consumer["group.id"] == "g"
+    producer = producer_config(s)
+    assert producer["transactional.id"] == "g-i1"  # stable across restarts: the restart fences its zombie
+    assert producer["enable.idempotence"] is True and producer["acks"] == "all"
+    # Whole dead letters up to DLQ_MAX_VALUE_BYTES must fit one produce request.
+    assert producer["message.max.bytes"] > s.scorer.dlq_max_value_bytes
+
+
+def test_at_least_once_has_no_transactional_id() -> None:
+    assert "transactional.id" not in producer_config(settings(**{"scorer.processing_guarantee": "at_least_once"}))
+
+
+class FakeConsumer:
+    def __init__(self, assigned: list[tuple[str, int]]) -> None:
+        self._assigned = [TopicPartition(t, p) for t, p in assigned]
+        self.seeks: list[tuple[str, int, int]] = []
+
+    def assignment(self) -> list[TopicPartition]:
+        return self._assigned
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.topic, tp.partition, tp.offset))
+
+
+def test_rewind_seeks_each_assigned_partition_to_its_first_offset_in_the_batch() -> None:
+    scoring = make_loop()
+    fake = FakeConsumer([("t", 0), ("t", 1)])
+    scoring._consumer = fake  # type: ignore[assignment]
+    scoring._rewind([incoming(0, 5), incoming(1, 9), incoming(0, 6), incoming(2, 1)])
+    # Partition 2 was revoked meanwhile: its next owner starts from the committed offset.
+    assert sorted(fake.seeks) == [("t", 0, 5), ("t", 1, 9)]
+
+
+class FakeProducer:
+    def __init__(self, full_times: int = 0) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = []
+        self.full_times = full_times
+        self.polls = 0
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]],
+                **_: Any) -> None:
+        if self.full_times:
+            self.full_times -= 1
+            raise BufferError("queue full")
+        self.sent.append((topic, key, value, headers))
+
+    def poll(self, timeout: float) -> int:
+        self.polls += 1
+        return 0
+
+
+def test_oversized_dead_letter_is_truncated_and_says_from_what_size() -> None:
+    scoring = make_loop(**{"scorer.dlq_max_value_bytes": 10})
+    fake = FakeProducer(full_times=2)
+    scoring._producer = fake  # type: ignore[assignment]
+    source = incoming(0, 1)
+    result = BatchResult([], [Rejected(b"k", b"x" * 25, [("dlq.reason", b"too_large")], source, "too_large",
+                                       "decode", "big"),
+                              Rejected(b"k2", b"small", [], source, "malformed_json", "decode", "bad")],
+                         None, np.empty(0))
+    scoring._produce_all(result, "pred", "dlq")
+    assert fake.polls == 2  # a full local queue is drained, not an error
+    (topic, _, value, headers), (_, _, small, small_headers) = fake.sent
+    assert topic == "dlq" and value == b"x" * 10 and ("dlq.truncated_from", b"25") in headers
+    assert small == b"small" and small_headers == []
+
+
+def refused() -> BatchFailed:
+    try:
+        raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "too large"))
+    except KafkaException as exc:
+        try:
+            raise BatchFailed("refused") from exc
+        except BatchFailed as failed:
+            return failed
+
+
+def test_a_batch_the_broker_keeps_refusing_is_fatal_but_transient_failures_are_not() -> None:
+    scoring = make_loop()
+    scoring.stop()  # the backoff waits on the stop event: returns at once
+    batch = [incoming(0, 1)]
+    for _ in range(20):
+        scoring._after_failure(batch, BatchFailed("timed out"))
+    assert scoring._consecutive_failures == 20 and scoring._non_retriable_failures == 0
+    for _ in range(loop.POISON_BATCH_ATTEMPTS - 1):
+        scoring._after_failure(batch, refused())
+    with pytest.raises(ScorerFatalError, match="refused the same batch"):
+        scoring._after_failure(batch, refused())
+
+
+def test_transport_errors_mark_kafka_down_and_fatal_errors_stop_with_a_hint() -> None:
+    scoring = make_loop()
+    scoring.state.kafka_connected = True
+    scoring._on_client_error(KafkaError(KafkaError._TRANSPORT, "broker down"))
+    assert scoring.state.kafka_connected is False and scoring.state.kafka_error == "broker down"
+    scoring._raise_if_fatal()  # transient: nothing raised
+    scoring._on_client_error(KafkaError(KafkaError.PRODUCER_FENCED, "fenced", fatal=True))
+    with pytest.raises(ScorerFatalError, match="SCORER_INSTANCE_ID"):
+        scoring._raise_if_fatal()
+
+
+def test_producer_fatal_errors_other_than_fencing_are_left_to_the_batch_to_recover() -> None:
+    scoring = make_loop()
+    scoring._on_producer_error(KafkaError(KafkaError.INVALID_TXN_STATE, "txn timed out", fatal=True))
+    scoring._raise_if_fatal()  # recovered by a new producer, not fatal
+    scoring._on_producer_error(KafkaError(KafkaError.PRODUCER_FENCED, "fenced", fatal=True))
+    with pytest.raises(ScorerFatalError):
+        scoring._raise_if_fatal()
