@@ -152,7 +152,7 @@ def promoted(first_run: tuple[dict[str, Any], Path], mlflow_tracking_uri: str, m
     with threadpool_limits(limits=1):
         return train_and_register(TrainingConfig(
             tracking_uri=mlflow_tracking_uri, experiment=EXPERIMENT, model_name=model_name,
-            data_path=str(DATA), models=("linear", "tree"), promote=True, output_dir=str(out),
+            data_path=str(DATA), models=("tree",), promote=True, output_dir=str(out),
             sample=2000, seed=42, progress=False,
         ))
 
