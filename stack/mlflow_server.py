@@ -47,7 +47,7 @@ class LocalMlflow:
     def running_pid(self) -> int | None:
         return read_pid(self.pid_file)
 
-    def start(self, *, timeout: float = 120.0) -> None:
+    def start(self, *, timeout: float = 240.0) -> None:
         if self.running_pid():
             raise StackError(f"an MLflow server started from {self.home} is already running")
         if not port_is_free(self.port):
