@@ -20,7 +20,16 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from consumer.settings import Settings
 from schemas.codecs import decode_model_update, decode_scorer_status, encode_model_update, encode_scorer_status
@@ -150,12 +159,13 @@ def _partitions(consumer: Consumer, topic: str, timeout: float) -> list[int] | N
 
 
 def end_offsets(settings: Settings, topic: str, timeout: float = 10.0) -> list[TopicPartition] | None:
-    """The current end offset of every partition of ``topic``; None when Kafka or the topic is not there."""
+    """The current end offset of every partition of ``topic``: ``[]`` when the topic does not exist, None when
+    Kafka did not answer."""
     consumer = _control_consumer(settings, "offsets")
     try:
         partitions = _partitions(consumer, topic, timeout)
         if partitions is None:
-            return None
+            return []
         out = []
         for partition in partitions:
             _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
@@ -169,7 +179,8 @@ def end_offsets(settings: Settings, topic: str, timeout: float = 10.0) -> list[T
 
 
 def control_start_offsets(settings: Settings, timeout: float = 10.0) -> list[TopicPartition] | None:
-    """Where a starting scorer's listener must begin: the control topic's end, taken before the model loads."""
+    """Where a starting scorer's listener must begin: the control topic's end, taken before the model loads
+    (``[]``: no such topic yet; None: Kafka did not answer)."""
     return end_offsets(settings, settings.topics.model_updates, timeout)
 
 
@@ -219,11 +230,13 @@ class ControlListener:
             consumer.close()
 
     def _assign(self, consumer: Consumer) -> bool:
-        offsets = self._start_offsets
+        offsets = self._start_offsets or None
+        # No topic at start-up: every event in it once it exists came after this scorer began, so read it
+        # all. Kafka unreachable at start-up: its history is unknown, so read only what comes next (replaying
+        # an old rollback would be worse than missing an event the registry poll will catch anyway).
+        start_at = OFFSET_BEGINNING if self._start_offsets == [] else OFFSET_END
         warned = False
         while offsets is None and not self._stop.is_set():
-            # The topic is missing (or Kafka was down at start-up): wait for it, then read it from the start,
-            # since every event in it was published after this scorer began.
             try:
                 partitions = _partitions(consumer, self.topic, 5.0)
             except KafkaException as exc:
@@ -231,7 +244,7 @@ class ControlListener:
                 if not warned:
                     logger.warning("control topic %s: %s (retrying)", self.topic, exc)
             if partitions is not None:
-                offsets = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions]
+                offsets = [TopicPartition(self.topic, p, start_at) for p in partitions]
                 break
             if not warned:
                 logger.warning("control topic %s does not exist yet: waiting for it", self.topic)

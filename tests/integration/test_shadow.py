@@ -79,4 +79,5 @@ def test_shadow_predictions_present_and_a_broken_challenger_changes_nothing(
     # The champion's predictions for the same rows are identical with a working or a broken shadow.
     with_shadow = {p["record_id"].rsplit("-", 1)[1]: p["prediction"] for p in both}
     with_broken = {p["record_id"].rsplit("-", 1)[1]: p["prediction"] for p in broken}
-    assert with_broken == {row: with_shadow[row] for row in with_broken}
+    # (up to the last bits: a linear model's dot products round differently in batches of other sizes)
+    assert with_broken == pytest.approx({row: with_shadow[row] for row in with_broken}, rel=1e-9)
