@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Message, Producer
 
 from producer.publish import PublishReport, send_records
 from producer.records import csv_records
@@ -109,10 +109,9 @@ def read_outputs(client_config: dict[str, Any], topic: str, expect: int, *, time
                     continue
                 stamps.append(message.timestamp()[1])
                 keys.add(message.key() or b"")
-                for name, value in message.headers() or ():
-                    if name == "model_version":
-                        version = value.decode()
-                        versions[version] = versions.get(version, 0) + 1
+                version = header_value(message, "model_version")
+                if version:
+                    versions[version] = versions.get(version, 0) + 1
                 last = time.monotonic()
     finally:
         consumer.close()
@@ -170,11 +169,7 @@ class LatencyReader:
                     continue
                 value = message.value() or b""
                 match = find(value)
-                version = ""
-                for name, header in message.headers() or ():
-                    if name == "model_version":
-                        version = header.decode()
-                        break
+                version = header_value(message, "model_version")
                 if version != last_version:
                     if self._on_version is not None:
                         self._on_version(version, now)
@@ -190,6 +185,17 @@ class LatencyReader:
         events = np.asarray(self.event_ms, dtype=np.float64)
         ok = events > 0
         return received[ok] - events[ok]
+
+
+def header_value(message: Message, name: str) -> str:
+    """The first header ``name`` of ``message`` as text ("" when absent)."""
+    headers = message.headers()
+    if not headers:
+        return ""
+    for key, value in headers.items() if isinstance(headers, dict) else headers:
+        if key == name:
+            return value.decode() if isinstance(value, bytes) else str(value or "")
+    return ""
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:

@@ -77,6 +77,14 @@ def run_one(env: BenchEnv, *, guarantee: str, batch_max_records: int, batch_max_
         "scorer_ready_seconds": round(ready, 1),
         "latency": percentiles(latencies), **scorer.describe(),
     }
+    # A scorer that cannot keep up shows latency growing through the run (queueing, not batching).
+    fifth = max(1, len(latencies) // 5)
+    if len(latencies) >= 10:
+        first, last = float(np.median(latencies[:fifth])), float(np.median(latencies[-fifth:]))
+        result["p50_first_fifth_ms"], result["p50_last_fifth_ms"] = round(first, 1), round(last, 1)
+        result["kept_up"] = bool(last <= 2 * first + 100 and reader.count >= 0.99 * count)
+    else:
+        result["kept_up"] = False
     lat = result["latency"]
     step(f"  {tag}: p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms, offered {offered:,.0f}/s, "
          f"received {reader.count:,}/{count:,}, peak RSS {result['peak_rss_mb_vmhwm']} MB")
@@ -104,7 +112,7 @@ def run(env: BenchEnv, *, rate: int, seconds: float, sweep_seconds: float, batch
                           "peak_rss<=400MB": bool(max(rss) <= 400)}
     if sweep:
         configs = [(batch_max_records, wait) for wait in (5, 10, 20, 50)] + \
-                  [(records, 20) for records in (200, 1000)]
+                  [(records, batch_max_wait_ms) for records in (200, 1000, 2000) if records != batch_max_records]
         runs = []
         for records, wait in configs:
             for guarantee, key in (("exactly_once", "eos"), ("at_least_once", "alo")):

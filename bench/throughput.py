@@ -55,7 +55,7 @@ def naive_loop(env: BenchEnv, model: Any, in_topic: str, out_topic: str, count: 
                 continue
             if started is None:
                 started = time.perf_counter()
-            record = json.loads(message.value())
+            record = json.loads(message.value() or b"{}")
             frame = pd.DataFrame([record], columns=columns)
             prediction = float(model.predict(frame)[0])
             producer.produce(out_topic, json.dumps({"record_id": record["record_id"], "prediction": prediction}),
@@ -92,7 +92,7 @@ def minimal_batched_loop(env: BenchEnv, model: Any, in_topic: str, out_topic: st
                 continue
             if started is None:
                 started = time.perf_counter()
-            records = [loads(m.value()) for m in messages]
+            records = [loads(m.value() or b"{}") for m in messages]
             predictions = model.predict(pd.DataFrame.from_records(records, columns=columns))
             producer.begin_transaction()
             produce = producer.produce
@@ -101,7 +101,7 @@ def minimal_batched_loop(env: BenchEnv, model: Any, in_topic: str, out_topic: st
                         message.key())
             last: dict[int, int] = {}
             for message in messages:
-                last[message.partition()] = message.offset()
+                last[int(message.partition() or 0)] = int(message.offset() or 0)
             offsets = [TopicPartition(in_topic, p, o + 1) for p, o in last.items()]
             producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
             producer.commit_transaction(30)
@@ -159,6 +159,12 @@ def run(env: BenchEnv, *, count: int, naive_count: int, batch_max_records: int,
                                "method": "records/s from the first to the last output's CreateTime timestamp; "
                                          "outputs read read_committed and counted"}
     variants: dict[str, dict[str, Any]] = {}
+
+    from bench import core
+
+    step("throughput: CPU per record of the scoring work alone (no Kafka)")
+    results["core"] = core.run(handle)
+    step(f"  {results['core']['us_per_record']} us/record")
 
     step(f"throughput (a): naive per-record loop over {naive_count:,} records")
     out = env.create_topic(f"bench-{env.run_id}-naive.out")
