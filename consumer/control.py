@@ -327,6 +327,8 @@ class StatusPublisher:
         fields = self.final_status() if self.final_status else None
         if fields is not None:
             self.publish("stopped", **dict(fields))
+        with self._lock:
+            self._producer = None  # flushed by publish; dropping it closes its connections now
 
 
 def read_fleet(settings: Settings, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
