@@ -8,6 +8,7 @@ under the test's tmp_path, so a failing assertion can show the scorer's own word
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -85,6 +86,14 @@ class ScorerProcess:
         assert self.alive(), f"scorer {self.name} exited with {self.process.returncode}:\n{self.tail()}"
         assert ok, f"scorer {self.name} not consuming after {timeout:.0f}s:\n{self.tail()}"
 
+    def dump_threads(self) -> str:
+        """SIGABRT with PYTHONFAULTHANDLER=1: every thread's stack goes to the log (and the process ends)."""
+        if self.alive():
+            self.process.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+        return self.tail(60)
+
     def terminate(self) -> None:
         if self.alive():
             self.process.send_signal(signal.SIGTERM)
@@ -125,7 +134,8 @@ def scorer_process(tmp_path: Path) -> Iterator[ScorerFactory]:
               ready_timeout: float = 90.0) -> ScorerProcess:
         name = instance_id or f"scorer{len(started)}"
         full_env = {**_clean_environment(), **settings_env(settings), "SCORER_INSTANCE_ID": name,
-                    "ADMIN_API_ENABLED": "false", "PYTHONUNBUFFERED": "1", **(env or {})}
+                    "ADMIN_API_ENABLED": "false", "PYTHONUNBUFFERED": "1",
+                    "PYTHONFAULTHANDLER": "1", **(env or {})}
         log_path = tmp_path / f"{name}-{len(started)}.log"
         proc = ScorerProcess(name, [sys.executable, "-m", "consumer", *args], full_env, log_path)
         started.append(proc)
@@ -167,7 +177,9 @@ def wait_committed(bootstrap: str, group: str, topic: str, partitions: int, at_l
         return seen[0] >= at_least
 
     ok = wait_for(reached, max(0.0, deadline - time.monotonic()), 0.05)
-    logs = "\n".join(f"--- {p.name} (alive={p.alive()}):\n{p.tail(25)}" for p in procs)
+    logs = ""
+    if not ok:  # show where each live scorer is stuck
+        logs = "\n".join(f"--- {p.name} (alive={p.alive()}):\n{p.dump_threads()}" for p in procs)
     assert ok, f"group {group} committed {seen[0]} < {at_least} within {timeout:.0f}s\n{logs}"
     return seen[0]
 
