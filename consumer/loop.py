@@ -116,6 +116,27 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def check_kafka_topics(settings: Settings, list_topics: Callable[..., Any] | None = None,
+                       timeout: float = 10.0) -> None:
+    """Fail fast, with what to fix, when the broker does not answer or the scorer's topics do not exist."""
+    topics = settings.topics
+    if list_topics is None:
+        from confluent_kafka.admin import AdminClient
+
+        list_topics = AdminClient(settings.kafka.client_config()).list_topics
+    try:
+        metadata = list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise ScorerFatalError(
+            f"Kafka at {settings.kafka.bootstrap_servers} did not answer a metadata request ({exc}): "
+            "check KAFKA_BOOTSTRAP_SERVERS and the security settings, or start it with `housing-stack up`"
+        ) from exc
+    missing = [t for t in (topics.records, topics.predictions, topics.dead_letter) if t not in metadata.topics]
+    if missing:
+        raise ScorerFatalError(f"topic(s) {', '.join(missing)} do not exist on {settings.kafka.bootstrap_servers}: "
+                               "create them (`housing-stack up` creates the five topics) or fix the topic settings")
+
+
 class ScoringLoop:
     """Consume, score, produce, commit; on its own thread. ``stop`` ends it after the batch in flight."""
 
@@ -194,20 +215,8 @@ class ScoringLoop:
         self.state.set_assignment(frozenset())
 
     def _check_topics(self, consumer: Consumer) -> None:
-        topics = self.settings.topics
-        try:
-            metadata = consumer.list_topics(timeout=15)
-        except KafkaException as exc:
-            raise ScorerFatalError(
-                f"Kafka at {self.settings.kafka.bootstrap_servers} did not answer a metadata request ({exc}): "
-                "check KAFKA_BOOTSTRAP_SERVERS and the security settings, or start it with `housing-stack up`"
-            ) from exc
+        check_kafka_topics(self.settings, consumer.list_topics)
         self.state.kafka_connected = True
-        missing = [t for t in (topics.records, topics.predictions, topics.dead_letter) if t not in metadata.topics]
-        if missing:
-            raise ScorerFatalError(f"topic(s) {', '.join(missing)} do not exist on "
-                                   f"{self.settings.kafka.bootstrap_servers}: create them (`housing-stack up` "
-                                   "creates the five topics) or fix the topic settings")
 
     # --- rebalance callbacks (run inside consume(), never during a batch) -----------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

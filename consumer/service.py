@@ -20,7 +20,7 @@ from confluent_kafka import TopicPartition
 
 from consumer.control import ControlListener, StatusPublisher, control_start_offsets
 from consumer.handle import ModelHandle
-from consumer.loop import BatchHook, ScorerFatalError, ScoringLoop
+from consumer.loop import BatchHook, ScorerFatalError, ScoringLoop, check_kafka_topics
 from consumer.model import ModelLoader, load_startup_model, registry_answers
 from consumer.monitoring import build_monitoring_hooks
 from consumer.poller import RegistryPoller
@@ -65,6 +65,7 @@ class ScorerService:
     def start(self) -> None:
         """Load the model and start the scoring thread. Raises ModelUnavailable / ScorerFatalError."""
         limit_model_threads(self.settings.scorer.model_threads)
+        check_kafka_topics(self.settings)  # before anything waits on Kafka: a wrong address fails in seconds
         # The control topic's end, taken BEFORE the registry is asked: an event published while this instance
         # resolves and loads its model is then read by the listener, not missed.
         control_offsets = control_start_offsets(self.settings)

@@ -141,7 +141,15 @@ def registry_client(url: str | None, config: Mapping[str, Any] | None = None) ->
         return None
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
+    if url.startswith("mock://"):
+        # Each mock client has its own store; share one per URL so a process's producer and scorer agree.
+        if url not in _MOCK_REGISTRIES:
+            _MOCK_REGISTRIES[url] = SchemaRegistryClient.new_client({**(config or {}), "url": url})
+        return _MOCK_REGISTRIES[url]
     return SchemaRegistryClient.new_client({**(config or {}), "url": url})
+
+
+_MOCK_REGISTRIES: dict[str, SchemaRegistryClient] = {}
 
 
 def detect_format(value: bytes) -> WireFormat:
