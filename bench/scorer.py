@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
@@ -64,6 +65,7 @@ class ScorerProcess:
         self._stop_sampling = threading.Event()
         self.rss_samples_mb: list[float] = []
         self.hwm_rss_mb: float | None = None
+        self.metrics: dict[str, Any] | None = None
 
     def start(self) -> ScorerProcess:
         argv = [sys.executable, "-m", "consumer"] + ([] if self.admin_api else ["--no-admin-api"])
@@ -114,6 +116,7 @@ class ScorerProcess:
         if self.process is None:
             return None
         if self.process.poll() is None:
+            self.scrape_metrics()
             self.hwm_rss_mb = _vm_hwm_mb(self.pid) or self.hwm_rss_mb
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -129,10 +132,43 @@ class ScorerProcess:
             self._log.close()
         return self.process.returncode
 
+    def scrape_metrics(self) -> None:
+        """Keep the scorer's own view (batches, batch size, seconds per batch and per predict) from /metrics."""
+        if not self.admin_api or not self.alive():
+            return
+        url = f"http://127.0.0.1:{self.env_vars['PORT']}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+        except (OSError, ValueError) as exc:
+            logger.warning("could not read %s: %s", url, exc)
+            return
+        totals: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("housing_scorer_"):
+                name, _, value = line.rpartition(" ")
+                base = name.split("{", 1)[0]
+                try:
+                    totals[base] = totals.get(base, 0.0) + float(value)
+                except ValueError:
+                    continue
+
+        def mean(metric: str, scale: float = 1.0) -> float | None:
+            count = totals.get(f"{metric}_count", 0.0)
+            return round(totals.get(f"{metric}_sum", 0.0) / count * scale, 2) if count else None
+
+        self.metrics = {
+            "batches": int(totals.get("housing_scorer_batch_size_count", 0)),
+            "mean_batch_size": mean("housing_scorer_batch_size"),
+            "mean_batch_ms": mean("housing_scorer_batch_seconds", 1000),
+            "mean_predict_ms": mean("housing_scorer_predict_seconds", 1000),
+            "transactions": int(totals.get("housing_scorer_transactions_total", 0)),
+        }
+
     def describe(self) -> dict[str, Any]:
         return {"peak_rss_mb_sampled": self.peak_rss_mb,
                 "peak_rss_mb_vmhwm": round(self.hwm_rss_mb, 1) if self.hwm_rss_mb else None,
-                "admin_api": self.admin_api}
+                "admin_api": self.admin_api, "scorer_metrics": self.metrics}
 
 
 def _vm_hwm_mb(pid: int) -> float | None:
