@@ -185,7 +185,7 @@ class LocalKafka:
         if format_storage:
             cluster_id = _random_cluster_id()
             formatted = subprocess.run(
-                [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                [java, "-cp", classpath, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                  "-c", str(properties_file)],
                 capture_output=True, text=True, timeout=120,
             )
