@@ -124,3 +124,21 @@ def run(env: BenchEnv, *, rate: int, seconds: float, sweep_seconds: float, batch
                                     rate=rate, seconds=sweep_seconds, tag=f"sweep-{key}-{records}-{wait}"))
         results["sweep"] = runs
     return results
+
+
+def run_rates(env: BenchEnv, *, rates: tuple[int, ...], seconds: float, batch_max_records: int,
+              batch_max_wait_ms: int) -> dict[str, Any]:
+    """Latency at lower offered rates (default batch settings): latency when the scorer is not saturated."""
+    by_rate: dict[str, Any] = {}
+    for rate in rates:
+        for guarantee, key in (("exactly_once", "eos"), ("at_least_once", "alo")):
+            step(f"latency by rate: housing-scorer {guarantee}, {rate:,}/s for {seconds:g}s")
+            run = run_one(env, guarantee=guarantee, batch_max_records=batch_max_records,
+                          batch_max_wait_ms=batch_max_wait_ms, rate=rate, seconds=seconds,
+                          tag=f"rate-{key}-{rate}")
+            run.pop("_latencies", None)
+            by_rate.setdefault(str(rate), {})[key] = run
+    return {"seconds": seconds, "batch_max_records": batch_max_records, "batch_max_wait_ms": batch_max_wait_ms,
+            "by_rate": by_rate,
+            "method": "as the latency benchmark, at lower offered rates: where latency is batching and "
+                      "transactions, not queueing"}

@@ -21,14 +21,14 @@ from bench.env import RESULTS_DIR, BenchEnv, load_average, machine_info, step
 
 logger = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "latency", "reload")
+SECTIONS = ("throughput", "latency", "rates", "reload")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=SECTIONS,
-                        help="run only this benchmark (repeatable; default: all three)")
+                        help="run only this benchmark (repeatable; default: all)")
     parser.add_argument("--quick", action="store_true", help="small counts and short runs: a smoke run")
     parser.add_argument("--bootstrap-servers", help="use this Kafka instead of starting a fresh local broker")
     parser.add_argument("--tracking-uri", help="use this MLflow server instead of starting a fresh one")
@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=int, default=10_000, help="offered rate for latency/reload (records/s)")
     parser.add_argument("--seconds", type=float, help="length of each headline latency run (default 30)")
     parser.add_argument("--no-sweep", action="store_true", help="skip the batch-settings sweep")
+    parser.add_argument("--lower-rate", type=int, action="append", dest="lower_rates",
+                        help="offered rates for the 'rates' section (repeatable; default 2,500 and 5,000)")
     parser.add_argument("--reloads", type=int, help="reloads in the reload benchmark (default 12)")
     parser.add_argument("--batch-max-records", type=int, help="BATCH_MAX_RECORDS (default: the product default)")
     parser.add_argument("--batch-max-wait-ms", type=int, help="BATCH_MAX_WAIT_MS (default: the product default)")
@@ -116,6 +118,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             document["latency"] = result
             loads["after_latency"] = load_average()
             _write(json_path, document)
+        if "rates" in sections:
+            from bench import latency
+
+            result = latency.run_rates(env, rates=tuple(args.lower_rates or ((5_000,) if q else (2_500, 5_000))),
+                                       seconds=seconds / 2 if q else 20.0, batch_max_records=batch_max_records,
+                                       batch_max_wait_ms=batch_max_wait_ms)
+            result["quick"] = q
+            document["latency_by_rate"] = result
+            loads["after_rates"] = load_average()
+            _write(json_path, document)
         if "reload" in sections:
             from bench import reload
 
@@ -167,6 +179,11 @@ def summary(document: dict[str, Any]) -> None:
                          f"{run['offered_rate']:,.0f}/s offered; peak RSS {run.get('peak_rss_mb_vmhwm')} MB")
         if document["latency"].get("recommendation"):
             lines.append(f"sweep recommends: {document['latency']['recommendation']}")
+    for rate, runs in document.get("latency_by_rate", {}).get("by_rate", {}).items():
+        for key, run in runs.items():
+            lat = run["latency"]
+            lines.append(f"latency {key} at {int(rate):,}/s: p50 {lat.get('p50_ms')} ms p99 {lat.get('p99_ms')} ms "
+                         f"(kept up: {run.get('kept_up')})")
     if "reload" in document and document["reload"].get("latency"):
         r = document["reload"]
         lines.append(f"reload: {r['latency']} gaps {r.get('missing')} duplicates {r.get('duplicates')}")
