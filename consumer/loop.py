@@ -67,6 +67,18 @@ FATAL_CODES = {
 }
 
 
+# Errors after which the transactional producer's coordinator view may be stale (see _abort_and_rewind).
+COORDINATOR_TROUBLE_CODES = {
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.REQUEST_TIMED_OUT,
+}
+
+
 class ScorerFatalError(RuntimeError):
     """The scorer cannot go on; the message says what to fix. Uncommitted work is aborted, nothing is lost."""
 
@@ -252,9 +264,13 @@ class ScoringLoop:
             return
         self._on_client_error(error)
 
-    def _replace_producer(self, cause: KafkaError) -> None:
-        """Close the failed transactional producer and start a new one with the same transactional.id."""
-        self._producer_replacements += 1
+    def _replace_producer(self, cause: KafkaError, *, counted: bool = True) -> None:
+        """Close the failed transactional producer and start a new one with the same transactional.id.
+
+        :param counted: a replacement after a fatal producer error counts toward MAX_PRODUCER_REPLACEMENTS;
+            a precautionary one after a timeout (see ``_abort_and_rewind``) does not.
+        """
+        self._producer_replacements += 1 if counted else 0
         if self._producer_replacements > MAX_PRODUCER_REPLACEMENTS:
             raise ScorerFatalError(f"transactional producer failed {self._producer_replacements} times in a row, "
                                    f"last: {cause.str()}")
@@ -461,6 +477,11 @@ class ScoringLoop:
                     raise ScorerFatalError(f"could not abort a transaction for 120 s: {abort_error.str()}") \
                         from abort_exc
                 logger.warning("abort_transaction: %s (retrying)", abort_error.str())
+        if error.code() in COORDINATOR_TROUBLE_CODES:
+            # librdkafka can keep a stale transaction/group coordinator after a broker outage, and its next
+            # send_offsets_to_transaction then blocks past its timeout (librdkafka #5456, #5511). A new producer
+            # with the same transactional.id starts with a fresh coordinator lookup.
+            self._replace_producer(error, counted=False)
         self._rewind(batch)
 
     def _rewind(self, batch: list[Incoming]) -> None:
