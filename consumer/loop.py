@@ -24,7 +24,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer.handle import ModelHandle
-from consumer.scoring import BatchResult, Incoming, score_batch
+from consumer.scoring import BatchHook, BatchResult, Incoming, score_batch
 from consumer.settings import Settings
 from consumer.state import ScorerState
 from schemas.codecs import PredictionEncoder, RecordDecoder, registry_client
@@ -32,8 +32,6 @@ from schemas.errors import RegistryUnavailableError
 
 logger = logging.getLogger(__name__)
 
-BatchHook = Callable[[BatchResult, ModelHandle], None]
-"""Called after each committed batch (drift monitor, prediction logger); must be quick and never raise."""
 
 TRANSIENT_RETRIES = 5
 LAG_REFRESH_SECONDS = 2.0

@@ -24,7 +24,6 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +37,6 @@ from consumer.state import ScorerState
 
 logger = logging.getLogger(__name__)
 
-BatchHook = Callable[[BatchResult, ModelHandle], None]
 
 DRIFT_INTERVAL_SECONDS = 5.0
 DRIFT_MIN_ROWS = 200

@@ -84,6 +84,11 @@ class BatchResult(NamedTuple):
     """float64 predictions of the scored records (predictions[i] is scored[i].prediction)."""
 
 
+BatchHook = Callable[[BatchResult, ModelHandle], None]
+"""Called by the scoring loop after each committed batch (drift monitor, prediction logger, shadow monitor).
+It runs on the scoring thread: it must be quick (hand work to a queue) and never raise."""
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 

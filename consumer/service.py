@@ -20,11 +20,12 @@ from confluent_kafka import TopicPartition
 
 from consumer.control import ControlListener, StatusPublisher, control_start_offsets
 from consumer.handle import ModelHandle
-from consumer.loop import BatchHook, ScorerFatalError, ScoringLoop, check_kafka_topics
+from consumer.loop import ScorerFatalError, ScoringLoop, check_kafka_topics
 from consumer.model import ModelLoader, load_startup_model, registry_answers
 from consumer.monitoring import build_monitoring_hooks
 from consumer.poller import RegistryPoller
 from consumer.reload import Reloader
+from consumer.scoring import BatchHook
 from consumer.settings import Settings
 from consumer.shadow import ShadowMonitor
 from consumer.state import ReloadResult, ScorerState

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,21 +13,11 @@ from confluent_kafka import Consumer, Producer
 
 from consumer.settings import Settings
 from producer.bad_records import BAD_RECORDS
+from stack.processes import wait_until as wait_for  # noqa: F401 - re-exported for the tests
 from training.data import load_housing
 
 FEATURES = ("longitude", "latitude", "housing_median_age", "total_rooms", "total_bedrooms", "population",
             "households", "median_income", "ocean_proximity")
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    """Poll ``condition`` until true or ``timeout`` seconds pass; returns the last answer (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 _ROWS: list[dict[str, Any]] | None = None
