@@ -10,8 +10,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-install: $(BIN)/python  ## create .venv and install the project with its dev extras
+install: $(VENV)/.installed  ## create .venv and install the project with its dev extras
+
+# Reinstalled only when the dependencies change.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
 
 demo: install  ## the main job: stack up, train and promote, score a stream, hot reload
 	$(BIN)/python scripts/demo.py

@@ -387,7 +387,9 @@ class Reloader:
         if result.result == "ignored":
             logger.info("reload %s ignored: %s", request.describe(), result.detail)
         self.state.record_reload(result)
-        if self.status is not None:
+        # The fleet view shows what each instance runs and its last real load: a no-op (duplicate event, a poll
+        # that finds the version already loaded) is logged and counted, not published over it.
+        if self.status is not None and result.result != "ignored":
             current = self.state.models.current
             self.status.publish(result.result, model_version=current.version if current else None,
                                 event_id=result.event_id, detail=result.detail, load_seconds=result.load_seconds,

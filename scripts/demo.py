@@ -109,7 +109,7 @@ def main() -> int:
            "ADMIN_API_KEY": api_key, "MLFLOW_RELOAD_INTERVAL": "10"}
 
     step(2, "Train four models, register the best, promote it to champion")
-    run([str(BIN / "housing-train"), "--promote"], env=env)
+    run([str(BIN / "housing-train"), "--promote", "--log-level", "WARNING"], env=env)
 
     step(3, "Start two scorers in one consumer group (admin API on :5001 and :5002)")
     for index, port in enumerate(SCORER_PORTS, start=1):
@@ -144,7 +144,8 @@ def main() -> int:
     table(["dead-letter reason", "count"], [[r, c] for r, c in reasons.most_common()])
 
     step(6, "Train a challenger and promote it through the admin API while records flow")
-    run([str(BIN / "housing-train"), "--models", "random_forest,hist_gradient_boosting", "--seed", "7"], env=env)
+    run([str(BIN / "housing-train"), "--models", "random_forest,hist_gradient_boosting", "--seed", "7",
+         "--log-level", "WARNING"], env=env)
     name = settings.model.name
     _, details = http("GET", f"http://127.0.0.1:{SCORER_PORTS[0]}/api/mlflow/models/{name}")
     versions = (details or {}).get("versions", [])
