@@ -179,6 +179,10 @@ class ScoringLoop:
 
     def run(self) -> None:
         """Run until ``stop()``; raises ScorerFatalError on an error no retry can fix."""
+        from threadpoolctl import threadpool_limits
+
+        # OpenMP limits are per thread: set them on the thread that predicts.
+        threadpool_limits(limits=self.settings.scorer.model_threads)
         topics = self.settings.topics
         self._producer = Producer({**producer_config(self.settings), "error_cb": self._on_producer_error})
         self._consumer = Consumer({**consumer_config(self.settings), "error_cb": self._on_client_error})
@@ -332,7 +336,6 @@ class ScoringLoop:
         if handle is None:  # cannot happen after start-up; rewinding keeps the records for later
             self._rewind(batch)
             return
-        predict_started = time.perf_counter()
         try:
             result = score_batch(batch, handle, decoder=self.decoder, encoder=self.encoder,
                                  shadow=self.state.models.shadow if self.settings.scorer.shadow_enabled else None)
@@ -341,14 +344,13 @@ class ScoringLoop:
             self._rewind(batch)
             self._after_failure(batch, BatchFailed(f"schema registry unavailable: {exc}"))
             return
-        predict_seconds = time.perf_counter() - predict_started
         try:
             self._deliver(batch, result)
         except BatchFailed as exc:
             self._after_failure(batch, exc)
             return
         self._consecutive_failures = self._non_retriable_failures = self._producer_replacements = 0
-        self._observe(batch, result, handle, started, predict_seconds)
+        self._observe(batch, result, handle, started)
 
     def _after_failure(self, batch: list[Incoming], exc: BatchFailed) -> None:
         """Back off before the rewound batch comes again; a batch the broker keeps refusing is fatal."""
@@ -499,12 +501,11 @@ class ScoringLoop:
                 logger.warning("could not rewind %s[%d] to %d: %s", topic, partition, offset, exc)
 
     # --- bookkeeping ---------------------------------------------------------------------------------
-    def _observe(self, batch: list[Incoming], result: BatchResult, handle: ModelHandle, started: float,
-                 predict_seconds: float) -> None:
+    def _observe(self, batch: list[Incoming], result: BatchResult, handle: ModelHandle, started: float) -> None:
         metrics = self.state.metrics
         metrics.records_consumed.inc(len(batch))
         metrics.batch_size.observe(len(batch))
-        metrics.predict_seconds.observe(predict_seconds)
+        metrics.predict_seconds.observe(result.predict_seconds)
         metrics.batch_seconds.observe(time.perf_counter() - started)
         if result.scored:
             metrics.records_scored.labels(model_version=handle.version).inc(len(result.scored))

@@ -82,6 +82,8 @@ class BatchResult(NamedTuple):
     """Frame of the scored records (row i is scored[i]), for drift monitoring; None if none."""
     predictions: np.ndarray
     """float64 predictions of the scored records (predictions[i] is scored[i].prediction)."""
+    predict_seconds: float = 0.0
+    """Time spent in the model's predict call(s) for this batch."""
 
 
 BatchHook = Callable[[BatchResult, ModelHandle], None]
@@ -190,6 +192,7 @@ def score_batch(
 
     frame = to_frame([record for _, _, record, _ in valid])
     outcomes: np.ndarray | list[float | Exception]
+    predict_started = time.perf_counter()
     try:
         outcomes = _predict_all(model, frame)
     except Exception as exc:
@@ -201,6 +204,7 @@ def score_batch(
             exc,
         )
         outcomes = _predict_isolated(model, frame)
+    predict_seconds = time.perf_counter() - predict_started
     shadow_out = _shadow_predictions(shadow, frame) if shadow is not None else None
     shadow_version = shadow.version if shadow is not None and shadow_out is not None else None
 
@@ -260,4 +264,4 @@ def score_batch(
         features = None
     predictions = np.fromiter((s.prediction for s in scored), dtype=np.float64, count=len(scored))
     rejected.sort(key=lambda item: item[0])
-    return BatchResult(scored, [r for _, r in rejected], features, predictions)
+    return BatchResult(scored, [r for _, r in rejected], features, predictions, predict_seconds)

@@ -432,7 +432,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "scorer.batch_max_records",
-        500,
+        1000,
         _positive(_parse_int),
         "BATCH_MAX_RECORDS",
         "scorer.batch_max_records",
