@@ -1,16 +1,18 @@
 """API-key authentication of the admin API.
 
-Every mutating endpoint (POST, PUT, DELETE, PATCH) needs ``ADMIN_API_KEY``, sent as ``Authorization: Bearer
-<key>`` or ``X-API-Key: <key>`` and compared in constant time. With no key configured the mutating endpoints
-are off: they answer 403 saying how to turn them on. Read-only endpoints are open unless
-``ADMIN_PROTECT_READS`` is set; the probes (/health, /ready) and the OpenAPI document stay open always, and
-the MLflow webhook authenticates with its own HMAC signature instead.
+Every mutating endpoint (POST, PUT, DELETE, PATCH) needs an admin key: ``ADMIN_API_KEY`` (named ``admin``)
+or one of the named ``ADMIN_API_KEYS``, sent as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` and
+compared in constant time; the middleware leaves the key's name on the request for the audit log. With no
+key configured the mutating endpoints are off: they answer 403 saying how to turn them on. Read-only
+endpoints are open unless ``ADMIN_PROTECT_READS`` is set; the probes (/health, /ready) and the OpenAPI
+document stay open always, and the MLflow webhook authenticates with its own HMAC signature instead.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -23,6 +25,8 @@ MUTATING_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 ALWAYS_OPEN = frozenset({"/health", "/ready", "/api/openapi.json"})
 OWN_AUTH = frozenset({"/api/webhooks/mlflow"})
 """Paths that authenticate themselves (signed webhooks)."""
+CALLER_KEY = "housing.caller"
+"""Request key under which the middleware leaves the name of the admin key the request carried."""
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -54,27 +58,45 @@ def needs_key(method: str, path: str, *, protect_reads: bool) -> bool:
     return method in MUTATING_METHODS or protect_reads
 
 
-def check_key(expected: str | None, presented: str | None, *, mutating: bool) -> None:
-    """Raise the right ApiError when a request needing the key may not pass.
+def resolve_key_name(keys: Mapping[str, str], presented: str | None) -> str | None:
+    """The name of the configured key that ``presented`` is, or None; every key is compared (constant time)."""
+    found: str | None = None
+    for name, expected in keys.items():
+        if key_matches(expected, presented) and found is None:
+            found = name
+    return found
 
+
+def check_key(expected: str | Mapping[str, str] | None, presented: str | None, *, mutating: bool) -> str:
+    """Raise the right ApiError when a request needing the key may not pass; else return the key's name.
+
+    :param expected: the configured keys by name (``AdminSettings.named_keys()``), or one key (named ``admin``).
     :raises ApiError: 403 when no key is configured (the endpoint is off), 401 when the key is missing or wrong.
     """
-    if not expected:
+    keys = {"admin": expected} if isinstance(expected, str) else dict(expected or {})
+    if not keys:
         what = "mutating endpoints are" if mutating else "this endpoint is"
         raise ApiError(403, "forbidden",
-                       f"{what} disabled because no admin API key is configured: set ADMIN_API_KEY (or "
-                       "admin.api_key in the config file) and send it as 'Authorization: Bearer <key>' or "
-                       "'X-API-Key: <key>'")
+                       f"{what} disabled because no admin API key is configured: set ADMIN_API_KEY or "
+                       "ADMIN_API_KEYS (or admin.api_key in the config file) and send it as "
+                       "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
     if presented is None:
         error = ApiError(401, "unauthorized",
                          "this endpoint needs the admin API key: send 'Authorization: Bearer <key>' or "
                          "'X-API-Key: <key>'")
         error.headers["WWW-Authenticate"] = 'Bearer realm="housing-admin"'
         raise error
-    if not key_matches(expected, presented):
+    name = resolve_key_name(keys, presented)
+    if name is None:
         error = ApiError(401, "unauthorized", "the admin API key is wrong")
         error.headers["WWW-Authenticate"] = 'Bearer realm="housing-admin", error="invalid_token"'
         raise error
+    return name
+
+
+def caller_of(request: web.Request) -> str:
+    """Who made this request, for the audit log: the name of the admin key it carried, else ``anonymous``."""
+    return str(request.get(CALLER_KEY) or "anonymous")
 
 
 @web.middleware
@@ -84,8 +106,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.match_info.http_exception is None and needs_key(request.method, path,
                                                                protect_reads=settings.admin.protect_reads):
         try:
-            check_key(settings.admin.api_key, presented_key(request), mutating=request.method in MUTATING_METHODS)
+            request[CALLER_KEY] = check_key(settings.admin.named_keys(), presented_key(request),
+                                            mutating=request.method in MUTATING_METHODS)
         except ApiError as exc:
             logger.info("refused %s %s from %s: %s", request.method, request.path, request.remote, exc.error)
+            if request.method in MUTATING_METHODS:
+                from admin_api.audit import record_refusal
+
+                record_refusal(request, exc)
             raise
     return await handler(request)

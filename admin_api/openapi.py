@@ -70,6 +70,7 @@ MODEL_UPDATE_EVENT = {
         "source": {"type": "string"},
     },
 }
+_EVENT_PROPERTIES: dict[str, Any] = MODEL_UPDATE_EVENT["properties"]  # type: ignore[assignment]
 STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 
 _NUMERIC_FIELDS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -272,6 +273,25 @@ COMPONENTS: dict[str, Any] = {
                 "model_version": NULLABLE_STRING,
             },
         },
+        "History": {
+            "type": "object", "required": ["model_name", "topic", "events", "count", "timeline"],
+            "properties": {
+                "model_name": {"type": "string"}, "topic": {"type": "string"},
+                "count": {"type": "integer", "minimum": 0},
+                "events": {"type": "array", "items": {
+                    "type": "object", "required": ["event_id", "issued_at", "type", "version", "alias", "stage",
+                                                   "source"],
+                    "properties": {**_EVENT_PROPERTIES, "issued_at_iso": NULLABLE_STRING},
+                }},
+                "timeline": {"type": "array", "items": {
+                    "type": "object", "required": ["target", "version", "from", "to"],
+                    "properties": {"target": {"type": "string"}, "version": {"type": "string"},
+                                   "from": {"type": "integer"}, "from_iso": NULLABLE_STRING,
+                                   "to": {"type": "integer", "nullable": True}, "to_iso": NULLABLE_STRING,
+                                   "event_id": {"type": "string"}, "source": {"type": "string"}},
+                }},
+            },
+        },
         "WebhookResponse": {
             "type": "object", "required": ["status"],
             "properties": {"status": {"type": "string", "enum": ["ignored", "published"]},
@@ -340,6 +360,10 @@ PATHS: dict[str, Any] = {
          "504": _error("The reload is still running")},
         _ref("ReloadRequest"), body_required=False)},
     "/api/model/drift": {"get": _read("PSI per feature over the sliding window", _json(_ref("Drift"), "Drift"))},
+    "/api/model/history": {"get": _read(
+        "Promotions, reloads and rollbacks of the served model from the control topic, and which version was "
+        "@champion / in Production from when to when", _json(_ref("History"), "History"),
+        extra={"503": _error("Kafka unreachable")})},
     "/api/mlflow/models": {"get": _read("Registered models", _json(_ref("RegisteredModels"), "Models"),
                                         extra={"502": _UPSTREAM, "503": _MLFLOW_DOWN})},
     "/api/mlflow/models/{name}": {"get": {

@@ -9,6 +9,7 @@
 - ``StatusPublisher``: one ScorerStatus per reload attempt (and on start-up / clean stop) on the compacted
   ``housing.scorer-status``, keyed by instance id.
 - ``read_fleet``: the latest status per instance, read from the compacted topic (the admin API's /api/fleet).
+- ``read_model_updates``: every event on the control topic so far (the admin API's /api/model/history).
 """
 
 from __future__ import annotations
@@ -331,24 +332,20 @@ class StatusPublisher:
             self._producer = None  # flushed by publish; dropping it closes its connections now
 
 
-def read_fleet(settings: Settings, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
-    """The latest ScorerStatus per instance id, read from the compacted status topic up to its current end.
+def read_topic(settings: Settings, topic: str, timeout: float = 5.0, *, purpose: str = "reader") -> list[Message]:
+    """Every message of ``topic`` from its beginning up to its current end, with a throwaway consumer (assign,
+    no group, no commits); ``[]`` when the topic does not exist or is empty.
 
-    :raises ControlPublishError: never; an unreadable topic gives ``{}`` (logged).
+    :raises KafkaException: Kafka did not answer the metadata request.
     :raises TimeoutError: the topic could not be read to its end within ``timeout`` seconds.
     """
-    topic = settings.topics.scorer_status
-    consumer = _control_consumer(settings, "fleet")
+    consumer = _control_consumer(settings, purpose)
     deadline = time.monotonic() + timeout
-    fleet: dict[str, dict[str, Any]] = {}
+    out: list[Message] = []
     try:
-        try:
-            partitions = _partitions(consumer, topic, timeout)
-        except KafkaException as exc:
-            logger.warning("fleet: cannot read %s: %s", topic, exc)
-            return {}
+        partitions = _partitions(consumer, topic, timeout)
         if partitions is None:
-            return {}
+            return []
         ends: dict[int, int] = {}
         for partition in partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition),
@@ -356,7 +353,7 @@ def read_fleet(settings: Settings, timeout: float = 5.0) -> dict[str, dict[str, 
             if high > low:
                 ends[partition] = high
         if not ends:
-            return {}
+            return []
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         while ends:
             if time.monotonic() > deadline:
@@ -364,16 +361,8 @@ def read_fleet(settings: Settings, timeout: float = 5.0) -> dict[str, dict[str, 
             for message in consumer.consume(500, 0.2):
                 if message.error() is not None:
                     continue
+                out.append(message)
                 partition, offset = message.partition() or 0, message.offset() or 0
-                key = (message.key() or b"").decode("utf-8", "replace")
-                value = message.value()
-                if value is None:  # tombstone: the instance was removed from the fleet view
-                    fleet.pop(key, None)
-                else:
-                    try:
-                        fleet[key] = decode_scorer_status(value)
-                    except SchemaError as exc:
-                        logger.warning("fleet: bad status at %s[%d]@%d: %s", topic, partition, offset, exc)
                 if partition in ends and offset + 1 >= ends[partition]:
                     del ends[partition]
             # A partition whose tail is compacted away or holds only transaction markers never delivers its
@@ -381,6 +370,51 @@ def read_fleet(settings: Settings, timeout: float = 5.0) -> dict[str, dict[str, 
             for tp in consumer.position([TopicPartition(topic, p) for p in list(ends)]):
                 if tp.offset >= 0 and tp.offset >= ends.get(tp.partition, 0):
                     ends.pop(tp.partition, None)
-        return fleet
+        return out
     finally:
         consumer.close()
+
+
+def read_fleet(settings: Settings, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+    """The latest ScorerStatus per instance id, read from the compacted status topic up to its current end.
+
+    :raises ControlPublishError: never; an unreadable topic gives ``{}`` (logged).
+    :raises TimeoutError: the topic could not be read to its end within ``timeout`` seconds.
+    """
+    topic = settings.topics.scorer_status
+    try:
+        messages = read_topic(settings, topic, timeout, purpose="fleet")
+    except KafkaException as exc:
+        logger.warning("fleet: cannot read %s: %s", topic, exc)
+        return {}
+    fleet: dict[str, dict[str, Any]] = {}
+    for message in messages:
+        key = (message.key() or b"").decode("utf-8", "replace")
+        value = message.value()
+        if value is None:  # tombstone: the instance was removed from the fleet view
+            fleet.pop(key, None)
+            continue
+        try:
+            fleet[key] = decode_scorer_status(value)
+        except SchemaError as exc:
+            logger.warning("fleet: bad status at %s[%d]@%d: %s", topic, message.partition() or 0,
+                           message.offset() or 0, exc)
+    return fleet
+
+
+def read_model_updates(settings: Settings, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Every ModelUpdateEvent on the control topic so far (all models), oldest first by ``issued_at``.
+
+    :raises KafkaException: Kafka did not answer.
+    :raises TimeoutError: the topic could not be read to its end within ``timeout`` seconds.
+    """
+    topic = settings.topics.model_updates
+    events = []
+    for message in read_topic(settings, topic, timeout, purpose="history"):
+        try:
+            events.append(decode_model_update(message.value() or b""))
+        except SchemaError as exc:
+            logger.warning("history: skipping a malformed event at %s[%d]@%d: %s", topic, message.partition() or 0,
+                           message.offset() or 0, exc)
+    events.sort(key=lambda event: (event["issued_at"], event["event_id"]))
+    return events

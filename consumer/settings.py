@@ -125,6 +125,22 @@ def _port(raw: Any) -> int:
     return value
 
 
+def _parse_api_keys(raw: Any) -> str | None:
+    """``name1:key1,name2:key2``: checked here, kept as text (``AdminSettings.named_keys`` splits it)."""
+    text = _parse_optional_str(raw)
+    if text is None:
+        return None
+    names: set[str] = set()
+    for item in text.split(","):
+        name, sep, key = item.strip().partition(":")
+        if not sep or not name.strip() or not key.strip():
+            raise ValueError("expected name:key pairs separated by commas")
+        if name.strip() in names:
+            raise ValueError(f"key name {name.strip()!r} appears twice")
+        names.add(name.strip())
+    return text
+
+
 def _thresholds(raw: Any) -> dict[str, float]:
     if not isinstance(raw, Mapping):
         raise ValueError("expected a mapping of name: number")
@@ -520,6 +536,22 @@ SETTINGS: tuple[SettingSpec, ...] = (
         help="key required by mutating endpoints (unset: they answer 403)",
     ),
     SettingSpec(
+        "admin.api_keys",
+        None,
+        _parse_api_keys,
+        "ADMIN_API_KEYS",
+        "admin.api_keys",
+        help="named admin keys 'name1:key1,name2:key2' (the audit log records the name; ADMIN_API_KEY is 'admin')",
+    ),
+    SettingSpec(
+        "admin.audit_log_path",
+        None,
+        _parse_optional_str,
+        "AUDIT_LOG_PATH",
+        "admin.audit_log_path",
+        help="also append the admin audit log (JSON lines) to this file",
+    ),
+    SettingSpec(
         "admin.protect_reads",
         False,
         _parse_bool,
@@ -650,6 +682,19 @@ class AdminSettings:
     webhook_secret: str | None
     tls_cert: str | None
     tls_key: str | None
+    api_keys: str | None = None
+    audit_log_path: str | None = None
+
+    def named_keys(self) -> dict[str, str]:
+        """Every accepted admin key by name: ``ADMIN_API_KEYS`` pairs, plus ``ADMIN_API_KEY`` as ``admin``."""
+        keys: dict[str, str] = {}
+        if self.api_key:
+            keys["admin"] = self.api_key
+        for item in (self.api_keys or "").split(","):
+            name, _, key = item.strip().partition(":")
+            if name.strip() and key.strip():
+                keys[name.strip()] = key.strip()
+        return keys
 
 
 @dataclass(frozen=True)

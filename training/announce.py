@@ -2,11 +2,13 @@
 
 Training succeeds whether or not anyone hears the announcement: a scorer that misses it (Kafka down, no
 scorer running) still picks the new champion up at its next registry poll. So an unreachable broker is a
-warning, not a failure.
+warning, not a failure. Every promotion is also written to the audit trail (``admin_api.audit``: the
+``housing.audit`` log, ``AUDIT_LOG_PATH`` and an ``audit.<time>`` tag on the version), announced or not.
 """
 
 from __future__ import annotations
 
+import getpass
 import logging
 from typing import Any
 
@@ -45,6 +47,7 @@ def announce_promotion(settings: Settings, result: TrainingResult, *, timeout: f
     if not kafka_answers(settings):
         logger.warning("Kafka does not answer: promotion of %s v%s not announced on %s (running scorers will "
                        "pick it up at their next registry poll)", result.model_name, result.version, where)
+        audit_promotion(settings, result, None, "not announced: Kafka does not answer")
         return None
     try:
         event = publish_model_update(settings, type="promoted", model_name=result.model_name,
@@ -53,7 +56,33 @@ def announce_promotion(settings: Settings, result: TrainingResult, *, timeout: f
     except ControlPublishError as exc:
         logger.warning("promotion of %s v%s not announced on %s: %s", result.model_name, result.version, where,
                        exc)
+        audit_promotion(settings, result, None, f"not announced: {exc}")
         return None
     logger.info("announced %s v%s on %s (event %s)", result.model_name, result.version, where,
                 event["event_id"])
+    audit_promotion(settings, result, event, f"announced on {settings.topics.model_updates}")
     return event
+
+
+def _who() -> str:
+    try:
+        return f"{SOURCE}:{getpass.getuser()}"
+    except (OSError, KeyError):  # no user name in a bare container
+        return SOURCE
+
+
+def audit_promotion(settings: Settings, result: TrainingResult, event: dict[str, Any] | None, detail: str) -> None:
+    """Record the promotion in the audit trail; tag the version when its registry answers (never raises)."""
+    from admin_api.audit import AuditLog, AuditRecord, mlflow_tagger, utc_stamp
+    from consumer.model import configure_mlflow_client, registry_answers
+
+    record = AuditRecord(at=utc_stamp(), who=_who(), action="promote", model_name=result.model_name,
+                         version=result.version, alias=CHAMPION_ALIAS, stage=PRODUCTION, detail=detail,
+                         source=SOURCE, event_id=event["event_id"] if event else None)
+    tagger = None
+    if settings.mlflow.enabled and registry_answers(result.tracking_uri, 2.0):
+        configure_mlflow_client()
+        from mlflow.tracking import MlflowClient
+
+        tagger = mlflow_tagger(MlflowClient(tracking_uri=result.tracking_uri, registry_uri=result.tracking_uri))
+    AuditLog(settings.admin.audit_log_path, tagger).record(record)
