@@ -126,25 +126,80 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+CREDENTIAL_SETTINGS = ("KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD "
+                       "(KAFKA_SSL_CA_LOCATION / KAFKA_SSL_CERTIFICATE_LOCATION / KAFKA_SSL_KEY_LOCATION for TLS)")
+"""What to check when the broker refuses this client: named in every authentication error."""
+
+
+def security_problem(errors: Sequence[KafkaError]) -> str | None:
+    """What the client errors say about a security misconfiguration (pure); None when they say nothing of it.
+
+    librdkafka reports a refused login as ``_AUTHENTICATION`` / ``SASL_AUTHENTICATION_FAILED`` (and the
+    metadata request then just times out), a TLS problem as ``_SSL``, and a client speaking the wrong protocol
+    to a listener as a disconnect that mentions ``security.protocol``.
+    """
+    for error in errors:
+        text = error.str()
+        if error.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED) or "SASL" in text:
+            return f"authentication failed ({text})"
+        if error.code() == KafkaError._SSL:
+            return f"the TLS handshake failed ({text})"
+        if "security.protocol" in text:
+            return f"the listener and the client disagree on the security protocol ({text})"
+    return None
+
+
 def check_kafka_topics(settings: Settings, list_topics: Callable[..., Any] | None = None,
                        timeout: float = 10.0) -> None:
-    """Fail fast, with what to fix, when the broker does not answer or the scorer's topics do not exist."""
+    """Fail fast, with what to fix, when the broker does not answer or refuses our credentials, or the scorer's
+    topics do not exist.
+
+    :param list_topics: the metadata call to use (tests); default: a throwaway AdminClient whose client errors
+        are watched, so wrong credentials fail within about two seconds, naming the credential settings.
+    """
     topics = settings.topics
+    seen: list[KafkaError] = []
     if list_topics is None:
         from confluent_kafka.admin import AdminClient
 
-        list_topics = AdminClient(settings.kafka.client_config()).list_topics
-    try:
-        metadata = list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise ScorerFatalError(
-            f"Kafka at {settings.kafka.bootstrap_servers} did not answer a metadata request ({exc}): "
-            "check KAFKA_BOOTSTRAP_SERVERS and the security settings, or start it with `housing-stack up`"
-        ) from exc
+        config: dict[str, Any] = settings.kafka.client_config()
+        config["error_cb"] = seen.append
+        admin = AdminClient(config)
+        metadata = _metadata_or_fail(settings, admin, seen, timeout)
+    else:
+        try:
+            metadata = list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise _unreachable(settings, exc, [exc.args[0]] if exc.args else []) from exc
     missing = [t for t in (topics.records, topics.predictions, topics.dead_letter) if t not in metadata.topics]
     if missing:
         raise ScorerFatalError(f"topic(s) {', '.join(missing)} do not exist on {settings.kafka.bootstrap_servers}: "
                                "create them (`housing-stack up` creates the five topics) or fix the topic settings")
+
+
+def _metadata_or_fail(settings: Settings, admin: Any, seen: list[KafkaError], timeout: float) -> Any:
+    # Short metadata attempts with the client's errors served in between: a refused login never makes the
+    # metadata call fail by itself (it just waits), but it shows up as an error callback within a second.
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return admin.list_topics(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+        except KafkaException as exc:
+            admin.poll(0)  # serves error_cb
+            error = exc.args[0] if exc.args else None
+            problem = security_problem([*seen, *([error] if isinstance(error, KafkaError) else [])])
+            if problem is not None or time.monotonic() >= deadline:
+                raise _unreachable(settings, exc, seen) from exc
+
+
+def _unreachable(settings: Settings, exc: KafkaException, errors: Sequence[KafkaError]) -> ScorerFatalError:
+    where = f"Kafka at {settings.kafka.bootstrap_servers}"
+    problem = security_problem(errors)
+    if problem is not None:
+        return ScorerFatalError(f"{where} refused this client: {problem}. Check {CREDENTIAL_SETTINGS}")
+    return ScorerFatalError(
+        f"{where} did not answer a metadata request ({exc}): check KAFKA_BOOTSTRAP_SERVERS and the security "
+        "settings, or start it with `housing-stack up`")
 
 
 class ScoringLoop:
@@ -295,7 +350,7 @@ class ScoringLoop:
         if self._fatal:
             hint = ""
             if "AUTHENTICATION" in self._fatal.upper() or "SASL" in self._fatal.upper():
-                hint = ": check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME/PASSWORD"
+                hint = f": Kafka refused this client's credentials; check {CREDENTIAL_SETTINGS}"
             elif "FENCED" in self._fatal.upper():
                 hint = (": another scorer took over this transactional id; give each instance its own "
                         "SCORER_INSTANCE_ID")

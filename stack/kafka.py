@@ -35,6 +35,7 @@ from stack.processes import (
 logger = logging.getLogger(__name__)
 
 POM_PATH = Path(__file__).resolve().parent / "pom.xml"
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_VERSION = "4.4.0"
 """Newest Apache Kafka whose broker runs on JDK 17 (class files are Java 17); keep in step with pom.xml."""
 
@@ -126,16 +127,21 @@ class LocalKafka:
 
     def server_properties(self) -> dict[str, str]:
         listeners = self.extra_properties.get("listeners.extra", "")
+        # Extra listeners named after a security protocol (SASL_PLAINTEXT://..., SSL://...) map to it, and are
+        # advertised as they are: clients connecting there get that listener's address back in metadata.
+        extra_names = [item.split("://", 1)[0].strip() for item in listeners.split(",") if "://" in item]
+        protocol_map = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" + "".join(
+            f",{name}:{name}" for name in extra_names if name in SECURITY_PROTOCOLS and name != "PLAINTEXT")
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
             + (f",{listeners}" if listeners else ""),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}" + (f",{listeners}" if listeners else ""),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": protocol_map,
             "log.dirs": str(self.home / "data"),
             "num.partitions": "1",
             # Single node: every internal topic has one replica.

@@ -1,0 +1,125 @@
+"""Audit trail and model history against the real MLflow server and broker.
+
+An alias change through the admin API leaves an audit record naming the key's *name* (in the ``housing.audit``
+log, in AUDIT_LOG_PATH and as an ``audit.<time>`` tag on the version); refused calls are recorded too; and
+``GET /api/model/history`` replays the control topic into the sequence of events and the champion timeline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from mlflow.tracking import MlflowClient
+
+from admin_api.app import create_app
+from consumer.model import ModelLoader
+from consumer.settings import Settings
+from consumer.state import ScorerState
+from tests.conftest import RegisteredModel, train_quick_model
+
+pytestmark = pytest.mark.integration
+
+ALICE, BOB = "alice-" + uuid.uuid4().hex[:8], "bob-" + uuid.uuid4().hex[:8]
+ClientFactory = Callable[..., Any]
+
+
+@pytest.fixture(scope="module")
+def audit_model(mlflow_tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> RegisteredModel:
+    """A throwaway model with two versions: v1 (champion) and v2 (not promoted)."""
+    name = f"audit_{uuid.uuid4().hex[:6]}"
+    out = tmp_path_factory.mktemp("audit-model")
+    train_quick_model(mlflow_tracking_uri, name, out, kinds=("linear_regression",), sample=1000)
+    return train_quick_model(mlflow_tracking_uri, name, out, kinds=("linear_regression",), sample=1000, seed=7,
+                             promote=False)
+
+
+@pytest.fixture
+def audit_settings(settings_factory: Callable[..., Settings], stream_topics: dict[str, str],
+                   audit_model: RegisteredModel, tmp_path: Path) -> Settings:
+    return settings_factory(stream_topics, **{
+        **audit_model.settings_overrides(),
+        "admin.api_keys": f"alice:{ALICE},bob:{BOB}",
+        "admin.audit_log_path": str(tmp_path / "audit.jsonl"),
+    })
+
+
+@pytest.fixture
+async def client(aiohttp_client: ClientFactory, audit_settings: Settings) -> TestClient:
+    state = ScorerState(audit_settings)
+    loader = ModelLoader(audit_settings)
+    state.on_model_loaded(loader.load(loader.resolve_configured()))
+    return await aiohttp_client(create_app(audit_settings, state=state))
+
+
+def audit_lines(settings: Settings) -> list[dict[str, Any]]:
+    path = Path(settings.admin.audit_log_path or "")
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def audit_tags(settings: Settings, version: str) -> list[dict[str, Any]]:
+    client = MlflowClient(settings.mlflow.tracking_uri, registry_uri=settings.mlflow.tracking_uri)
+    tags = client.get_model_version(settings.model.name, version).tags
+    return [json.loads(value) for key, value in sorted(tags.items()) if key.startswith("audit.")]
+
+
+async def test_alias_changes_are_audited_with_the_key_name_and_replayed_as_history(
+        client: TestClient, audit_settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    name = audit_settings.model.name
+    base = f"/api/mlflow/models/{name}/aliases/champion"
+    with caplog.at_level(logging.INFO, logger="housing.audit"):
+        response = await client.put(base, json={"version": "2"}, headers={"Authorization": f"Bearer {ALICE}"})
+        assert response.status == 200, await response.text()
+        refused = await client.put(base, json={"version": "1"}, headers={"X-API-Key": "not-a-key"})
+        assert refused.status == 401
+        response = await client.delete(base, headers={"X-API-Key": BOB})
+        assert response.status == 200, await response.text()
+        response = await client.put(base, json={"version": "1"}, headers={"X-API-Key": ALICE})
+        assert response.status == 200, await response.text()
+        missing = await client.put(base, json={"version": "99"}, headers={"X-API-Key": BOB})
+        assert missing.status == 404
+
+    # The audit log: who (the key's name, never the key), what, result, in order.
+    lines = audit_lines(audit_settings)
+    assert [(r["who"], r["action"], r.get("version"), r["result"]) for r in lines] == [
+        ("alice", "alias.set", "2", "ok"),
+        ("unknown", "PUT " + base, None, "unauthorized"),
+        ("bob", "alias.delete", "2", "ok"),
+        ("alice", "alias.set", "1", "ok"),
+        ("bob", "alias.set", "99", "not_found"),
+    ]
+    assert all(r["model_name"] == name and r["at"].endswith("Z") for r in lines)
+    assert lines[0]["alias"] == "champion" and lines[0]["event_id"] and lines[0]["status"] == 200
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "housing.audit"]
+    assert logged == lines
+    assert ALICE not in caplog.text and BOB not in caplog.text
+
+    # The version tags: each version carries its own changes (a refused call tags nothing).
+    assert [(t["who"], t["action"]) for t in audit_tags(audit_settings, "2")] == [
+        ("alice", "alias.set"), ("bob", "alias.delete")]
+    assert [(t["who"], t["action"], t["version"]) for t in audit_tags(audit_settings, "1")] == [
+        ("alice", "alias.set", "1")]
+
+    # The history, from the control topic: the announced events and which version was champion when.
+    response = await client.get("/api/model/history")
+    assert response.status == 200, await response.text()
+    history = await response.json()
+    assert history["model_name"] == name and history["topic"] == audit_settings.topics.model_updates
+    assert [(e["type"], e["version"], e["alias"], e["source"]) for e in history["events"]] == [
+        ("promoted", "2", "champion", "admin_api"),
+        ("reload", None, "champion", "admin_api"),
+        ("promoted", "1", "champion", "admin_api"),
+    ]
+    events = history["events"]
+    champion = [p for p in history["timeline"] if p["target"] == "@champion"]
+    assert [(p["version"], p["from"], p["to"]) for p in champion] == [
+        ("2", events[0]["issued_at"], events[1]["issued_at"]),
+        ("1", events[2]["issued_at"], None),
+    ]
+    assert lines[0]["event_id"] == events[0]["event_id"]  # the audit record names the event it announced
