@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import threading
 import time
 import urllib.error
@@ -25,7 +27,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -82,6 +83,30 @@ def module_model(own_mlflow: LocalMlflow, tmp_path_factory: pytest.TempPathFacto
         own_mlflow.start()
     return train_quick_model(own_mlflow.tracking_uri, f"resilience_{uuid.uuid4().hex[:6]}",
                              tmp_path_factory.mktemp("resilience-model"), kinds=("hist_gradient_boosting",))
+
+
+def kill_mlflow(server: LocalMlflow) -> None:
+    """kill -9 the whole server (no goodbye to open connections), and wait until it is gone."""
+    pid = server.running_pid()
+    assert pid is not None, "the module's MLflow server is not running"
+    os.killpg(os.getpgid(pid), signal.SIGKILL)
+    assert wait_for(lambda: server.running_pid() is None, 15), "MLflow did not die"
+
+
+def register_copy(tracking_uri: str, model: RegisteredModel, name: str) -> RegisteredModel:
+    """``model``'s logged model registered under a new name as v1 @champion (no training: seconds, not tens)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    existing = client.get_model_version(model.model_name, model.version)
+    source = str(existing.source)
+    # MLflow 3 sources are logged models (models:/m-<id>); the registry wants that id named as well.
+    model_id = getattr(existing, "model_id", None) or (source.split("/", 1)[1] if source.startswith("models:/")
+                                                        else None)
+    client.create_registered_model(name)
+    created = client.create_model_version(name, source, existing.run_id, model_id=model_id)
+    client.set_registered_model_alias(name, "champion", str(created.version))
+    return RegisteredModel(tracking_uri, name, str(created.version), model.fallback_path, str(existing.run_id))
 
 
 SettingsMaker = Callable[..., Settings]
@@ -182,12 +207,11 @@ def versions_of(predictions: Sequence[Received], prefix: str) -> set[str]:
 
 # --- MLflow outages ------------------------------------------------------------------------------------------
 def test_mlflow_outage_scoring_goes_on_reloads_fail_cleanly_and_resume(
-        mlflow_up: LocalMlflow, make_settings: SettingsMaker, scorer_process: ScorerFactory,
-        tmp_path: Path) -> None:
+        mlflow_up: LocalMlflow, module_model: RegisteredModel, make_settings: SettingsMaker,
+        scorer_process: ScorerFactory) -> None:
     server = mlflow_up
-    # A model of its own: this test moves the champion alias.
-    model = train_quick_model(server.tracking_uri, f"outage_{uuid.uuid4().hex[:6]}", tmp_path / "v1",
-                              kinds=("linear_regression",), sample=600)
+    # A registered name of its own: this test moves the champion alias.
+    model = register_copy(server.tracking_uri, module_model, f"outage_{uuid.uuid4().hex[:6]}")
     # No registry poll during the test: the event path is what must work again after the restart.
     settings = make_settings(server.tracking_uri, model, model__reload_interval=300)
     scorer, api = start_scorer(scorer_process, settings, "mlflow-outage")
@@ -195,7 +219,7 @@ def test_mlflow_outage_scoring_goes_on_reloads_fail_cleanly_and_resume(
     assert (health["model_source"], health["model_version"]) == ("registry", model.version), health
     bootstrap, group, topic = settings.kafka.bootstrap_servers, settings.scorer.group_id, settings.topics.records
 
-    server.stop()
+    kill_mlflow(server)
     health = api.wait_health(lambda h: h["mlflow_connection"] == "unhealthy", 30, "MLflow unhealthy")
     assert health["status"] == "degraded", health
     assert any("unreachable" in r for r in mlflow_reasons(health)), health["reasons"]
@@ -250,7 +274,7 @@ def test_started_while_mlflow_down_serves_fallback_then_moves_to_registry(
     server = mlflow_up
     settings = make_settings(server.tracking_uri, module_model, model__reload_interval=1)
     bootstrap, group, topic = settings.kafka.bootstrap_servers, settings.scorer.group_id, settings.topics.records
-    server.stop()
+    kill_mlflow(server)
 
     scorer, api = start_scorer(scorer_process, settings, "fallback-start")
     assert "SERVING THE FALLBACK MODEL" in scorer.log(), scorer.tail()
