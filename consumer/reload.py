@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from consumer.handle import ModelHandle
-from consumer.model import ModelError, ModelLoader, ResolvedVersion
+from consumer.model import ModelError, ModelLoader, RegistryUnavailable, ResolvedVersion
 from consumer.settings import Settings
 from consumer.state import ReloadResult, ScorerState
 
@@ -328,7 +328,8 @@ class Reloader:
             resolved = self._resolve(request)
         except ModelError as exc:
             self.state.set_mlflow_reachable(self.loader.reachable())
-            return self._fail(request, request.version, f"could not resolve {request.describe()}: {exc}", started)
+            return self._fail(request, request.version, f"could not resolve {request.describe()}: {exc}", started,
+                              registry_down=isinstance(exc, RegistryUnavailable))
         decision = decide(request, target=resolved.version, loaded=current, rolled_back_from=self.rolled_back_from)
         return self._execute(request, decision, resolved, started, rollback=False)
 
@@ -359,7 +360,8 @@ class Reloader:
                     resolved = self.loader.resolve(version=decision.version)
                 handle = self.loader.load(resolved)  # downloads, loads and checks; raises on any problem
             except ModelError as exc:
-                return self._fail(request, decision.version, str(exc), started)
+                return self._fail(request, decision.version, str(exc), started,
+                                  registry_down=isinstance(exc, RegistryUnavailable))
         self.state.on_model_loaded(handle)
         if rollback and current is not None:
             self.rolled_back_from = current.version
@@ -374,13 +376,19 @@ class Reloader:
         result = ReloadResult("loaded", handle.version, f"{decision.reason}{was}", request.event_id, seconds)
         return self._report(request, result, slot="champion")
 
-    def _fail(self, request: ReloadRequest, version: str | None, why: str, started: float) -> ReloadResult:
+    def _fail(self, request: ReloadRequest, version: str | None, why: str, started: float, *,
+              registry_down: bool = False) -> ReloadResult:
         current = self.state.models.current
         keeps = f"; still serving {current.label}" if current is not None else ""
         logger.error("reload %s failed: %s%s", request.describe(), why, keeps)
         result = ReloadResult("failed", version, f"{why}{keeps}", request.event_id,
                               time.perf_counter() - started)
-        self.state.extra["last_reload_failure"] = result.as_dict()
+        # The poll backs off a version that failed to load (a corrupt artifact stays corrupt). An unreachable
+        # registry says nothing about the version: once MLflow is back, the next poll must load it.
+        if registry_down:
+            self.state.set_mlflow_reachable(False)
+        else:
+            self.state.extra["last_reload_failure"] = result.as_dict()
         return self._report(request, result, slot="champion")
 
     def _report(self, request: ReloadRequest, result: ReloadResult, *, slot: Slot) -> ReloadResult:

@@ -228,7 +228,7 @@ def test_mlflow_outage_scoring_goes_on_reloads_fail_cleanly_and_resume(
     # Reload attempts fail with a JSON error, quickly enough, and the old model stays.
     for body in ({}, {"alias": "champion"}, {"version": model.version}):
         status, answer = api.call("POST", "/api/model/reload", body)
-        assert 400 <= status < 600 and "error" in answer, (body, status, answer)
+        assert (status, answer.get("error")) == (503, "mlflow_unavailable"), (body, status, answer)
         assert scorer.alive(), scorer.tail()
     event = publish_model_update(settings, type="promoted", model_name=model.model_name, version="2",
                                  alias="champion", source="resilience-test")
@@ -285,9 +285,16 @@ def test_started_while_mlflow_down_serves_fallback_then_moves_to_registry(
     before = BackgroundProducer(settings, 1000, rate=1000, prefix="fallback")
     before.run()
     wait_committed(bootstrap, group, topic, 3, 1000, 60, [scorer])
+    # An event naming the champion's version fails while MLflow is away; it must not hold the poll off later.
+    event = publish_model_update(settings, type="promoted", model_name=module_model.model_name,
+                                 version=module_model.version, alias="champion", source="resilience-test")
+    health = api.wait_health(lambda h: (h["last_reload"] or {}).get("event_id") == event["event_id"], 60,
+                             "the event's reload attempt")
+    assert health["last_reload"]["result"] == "failed" and health["model_source"] == "fallback", health
 
     server.start()
-    health = api.wait_health(lambda h: h["model_source"] == "registry", 60, "the registry's model serving")
+    # A poll a second, a load of seconds: 30 s is generous (a failed-version back-off would take 60).
+    health = api.wait_health(lambda h: h["model_source"] == "registry", 30, "the registry's model serving")
     assert health["model_version"] == module_model.version, health
     assert health["last_reload"]["result"] == "loaded", health["last_reload"]
     health = api.wait_health(lambda h: h["mlflow_connection"] == "healthy", 30, "MLflow healthy")
