@@ -9,6 +9,7 @@ before anyone may swap it in. When the registry cannot be reached at start-up, t
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import os
@@ -150,14 +151,17 @@ class ModelLoader:
 
         started = time.perf_counter()
         try:
-            with tempfile.TemporaryDirectory(prefix="housing-model-") as tmp:
+            with tempfile.TemporaryDirectory(prefix="housing-model-") as tmp, \
+                    concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="profile") as pool:
+                # The drift profile downloads while the model does: a reload's time is mostly these requests.
+                profile_future = pool.submit(self._load_profile, resolved.run_id, tmp)
                 # The version's own artifact location: models:/ URIs would need a process-global registry URI.
                 location = self.client.get_model_version_download_uri(resolved.name, resolved.version)
                 local = mlflow.artifacts.download_artifacts(
-                    artifact_uri=location, dst_path=tmp, tracking_uri=self.tracking_uri)
+                    artifact_uri=location, dst_path=os.path.join(tmp, "model"), tracking_uri=self.tracking_uri)
                 estimator = mlflow.sklearn.load_model(local)
                 example = _load_input_example(Model, local)
-                profile = self._load_profile(resolved.run_id, tmp)
+                profile = profile_future.result()
         except MlflowException as exc:
             if _is_connection_problem(exc):
                 raise RegistryUnavailable(f"MLflow registry at {self.tracking_uri}: {exc}") from exc
