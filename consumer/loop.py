@@ -380,9 +380,11 @@ class ScoringLoop:
                 logger.warning("consume error: %s", error.str())
                 continue
             timestamp_type, timestamp = message.timestamp()
-            batch.append(Incoming(message.key(), message.value(), message.topic(), message.partition(),
-                                  message.offset(), timestamp if timestamp_type else None,
-                                  tuple(message.headers() or ())))
+            # A consumer without deserializers yields bytes keys/values/headers and a set topic/partition/offset.
+            batch.append(Incoming(message.key(), message.value(), message.topic(),  # type: ignore[arg-type]
+                                  message.partition(), message.offset(),  # type: ignore[arg-type]
+                                  timestamp if timestamp_type else None,
+                                  tuple(message.headers() or ())))  # type: ignore[arg-type]
         if not batch:
             return
         self.state.kafka_connected = True
@@ -474,10 +476,12 @@ class ScoringLoop:
         assert producer is not None
         while True:
             try:
+                # The stub wants list[tuple[str, str | bytes | None]]; list invariance rejects our narrower type.
                 if on_delivery is None:
-                    producer.produce(topic, value=value, key=key, headers=headers)
+                    producer.produce(topic, value=value, key=key, headers=headers)  # type: ignore[arg-type]
                 else:
-                    producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+                    producer.produce(topic, value=value, key=key, headers=headers,  # type: ignore[arg-type]
+                                     on_delivery=on_delivery)
                 return
             except BufferError:
                 producer.poll(0.05)  # local queue full: let deliveries drain
