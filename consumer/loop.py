@@ -131,12 +131,15 @@ CREDENTIAL_SETTINGS = ("KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SAS
 """What to check when the broker refuses this client: named in every authentication error."""
 
 
-def security_problem(errors: Sequence[KafkaError]) -> str | None:
+def security_problem(errors: Sequence[KafkaError], *, accepts_connections: bool = False) -> str | None:
     """What the client errors say about a security misconfiguration (pure); None when they say nothing of it.
 
     librdkafka reports a refused login as ``_AUTHENTICATION`` / ``SASL_AUTHENTICATION_FAILED`` (and the
     metadata request then just times out), a TLS problem as ``_SSL``, and a client speaking the wrong protocol
     to a listener as a disconnect that mentions ``security.protocol``.
+
+    :param accepts_connections: the metadata request failed, yet the broker's port accepts TCP connections: a
+        SASL listener closes the connection of a client without SASL just like that, with no clearer error.
     """
     for error in errors:
         text = error.str()
@@ -146,7 +149,24 @@ def security_problem(errors: Sequence[KafkaError]) -> str | None:
             return f"the TLS handshake failed ({text})"
         if "security.protocol" in text:
             return f"the listener and the client disagree on the security protocol ({text})"
+    if accepts_connections:
+        return ("its port accepts connections but it answers no Kafka request: a listener expecting SASL or TLS "
+                "treats a client without them like that")
     return None
+
+
+def _accepts_connections(bootstrap_servers: str, timeout: float = 2.0) -> bool:
+    """Some bootstrap server accepts a TCP connection."""
+    import socket
+
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().split("://")[-1].rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def check_kafka_topics(settings: Settings, list_topics: Callable[..., Any] | None = None,
@@ -187,14 +207,15 @@ def _metadata_or_fail(settings: Settings, admin: Any, seen: list[KafkaError], ti
         except KafkaException as exc:
             admin.poll(0)  # serves error_cb
             error = exc.args[0] if exc.args else None
-            problem = security_problem([*seen, *([error] if isinstance(error, KafkaError) else [])])
-            if problem is not None or time.monotonic() >= deadline:
-                raise _unreachable(settings, exc, seen) from exc
+            errors = [*seen, *([error] if isinstance(error, KafkaError) else [])]
+            if security_problem(errors) is not None or time.monotonic() >= deadline:
+                raise _unreachable(settings, exc, errors) from exc
 
 
 def _unreachable(settings: Settings, exc: KafkaException, errors: Sequence[KafkaError]) -> ScorerFatalError:
     where = f"Kafka at {settings.kafka.bootstrap_servers}"
-    problem = security_problem(errors)
+    problem = security_problem(errors) or security_problem(
+        errors, accepts_connections=_accepts_connections(settings.kafka.bootstrap_servers))
     if problem is not None:
         return ScorerFatalError(f"{where} refused this client: {problem}. Check {CREDENTIAL_SETTINGS}")
     return ScorerFatalError(

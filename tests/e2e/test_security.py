@@ -144,7 +144,10 @@ def test_security_problem_names_what_librdkafka_reported() -> None:
     assert (security_problem([transport]) or "").startswith("the listener and the client disagree")
     assert security_problem([KafkaError(KafkaError._SSL, "certificate verify failed")]) == (
         "the TLS handshake failed (certificate verify failed)")
-    assert security_problem([KafkaError(KafkaError._TRANSPORT, "Connection refused")]) is None
+    down = KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down")
+    assert security_problem([down]) is None
+    # What a SASL listener does to a plain client: accept, then close without a word.
+    assert "listener expecting SASL or TLS" in (security_problem([down], accepts_connections=True) or "")
     assert "KAFKA_SASL_PASSWORD" in CREDENTIAL_SETTINGS and "KAFKA_SSL_CA_LOCATION" in CREDENTIAL_SETTINGS
 
 
