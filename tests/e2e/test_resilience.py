@@ -4,7 +4,8 @@
   and why, reload attempts (admin API, control event) fail cleanly with JSON; MLflow back on the same storage
   and port: a version promoted after the restart is loaded from the event announcing it.
 - Scorer started while MLflow is down: it serves the fallback file (MODEL_PATH) and says so in its log and
-  /health; MLflow back: the next registry poll moves it to the registry's model.
+  /health; MLflow back: the next registry poll moves it to the registry's model (a reload that failed only
+  because MLflow was away does not hold the poll off).
 - A burst ten times the usual rate, then a 40,000-record backlog at once: memory stays bounded (and does not
   grow with the backlog), lag drains to 0 and every input has exactly one output.
 
@@ -79,10 +80,18 @@ def module_model(own_mlflow: LocalMlflow, tmp_path_factory: pytest.TempPathFacto
 
     Shared by the tests that do not move its aliases.
     """
+    import mlflow
+
     if own_mlflow.running_pid() is None:
         own_mlflow.start()
-    return train_quick_model(own_mlflow.tracking_uri, f"resilience_{uuid.uuid4().hex[:6]}",
-                             tmp_path_factory.mktemp("resilience-model"), kinds=("hist_gradient_boosting",))
+    # Training calls mlflow.set_tracking_uri, which also exports MLFLOW_TRACKING_URI: left in place, the session's
+    # mlflow_tracking_uri fixture (if not yet started) would take this module's server, stopped at its end.
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        return train_quick_model(own_mlflow.tracking_uri, f"resilience_{uuid.uuid4().hex[:6]}",
+                                 tmp_path_factory.mktemp("resilience-model"), kinds=("hist_gradient_boosting",))
+    finally:
+        mlflow.set_tracking_uri(before)  # type: ignore[arg-type]  # None unsets the global and the variable
 
 
 def kill_mlflow(server: LocalMlflow) -> None:
@@ -225,7 +234,7 @@ def test_mlflow_outage_scoring_goes_on_reloads_fail_cleanly_and_resume(
     assert any("unreachable" in r for r in mlflow_reasons(health)), health["reasons"]
     assert health["model_version"] == model.version and health["model_source"] == "registry", health
 
-    # Reload attempts fail with a JSON error, quickly enough, and the old model stays.
+    # Reload attempts fail with a JSON error saying MLflow is unavailable; the process and its model stay.
     for body in ({}, {"alias": "champion"}, {"version": model.version}):
         status, answer = api.call("POST", "/api/model/reload", body)
         assert (status, answer.get("error")) == (503, "mlflow_unavailable"), (body, status, answer)
