@@ -24,6 +24,10 @@ from stack.mlflow_server import LocalMlflow
 from stack.processes import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Read once, before any test runs: MLflow's set_tracking_uri (called by training) writes MLFLOW_TRACKING_URI
+# into this process's environment, which must not turn into "an external server was given".
+EXTERNAL_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+EXTERNAL_MLFLOW = os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def _docker_engine_answers() -> bool:
@@ -39,7 +43,7 @@ def _docker_engine_answers() -> bool:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap servers of a real broker for this session."""
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    external = EXTERNAL_KAFKA
     if external:
         assert broker_answers(external), f"KAFKA_BOOTSTRAP_SERVERS={external} does not answer"
         yield external
@@ -63,7 +67,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def mlflow_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """HTTP URI of a real MLflow tracking server (SQLite backend, local artifacts) for this session."""
-    external = os.environ.get("MLFLOW_TRACKING_URI")
+    external = EXTERNAL_MLFLOW
     if external:
         yield external
         return
@@ -151,7 +155,14 @@ def train_quick_model(tracking_uri: str, model_name: str, out_dir: Path, *, kind
 
     config = TrainingConfig(tracking_uri=tracking_uri, model_name=model_name, models=kinds, promote=promote,
                             fallback_path=str(out_dir / "model.pkl"), sample=sample, seed=seed, progress=False)
-    result = train_and_register(config)
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        result = train_and_register(config)
+    finally:  # training's mlflow.set_tracking_uri also sets the variable for the whole process
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
     return RegisteredModel(tracking_uri, model_name, str(result.version), out_dir / "model.pkl",
                            result.run_id)
 
