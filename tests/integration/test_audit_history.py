@@ -7,6 +7,7 @@ log, in AUDIT_LOG_PATH and as an ``audit.<time>`` tag on the version); refused c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -123,3 +124,29 @@ async def test_alias_changes_are_audited_with_the_key_name_and_replayed_as_histo
         ("1", events[2]["issued_at"], None),
     ]
     assert lines[0]["event_id"] == events[0]["event_id"]  # the audit record names the event it announced
+
+
+async def test_a_training_promotion_is_audited_and_starts_a_production_period(
+        client: TestClient, audit_settings: Settings, audit_model: RegisteredModel) -> None:
+    from training.announce import announce_promotion
+    from training.register import TrainingResult
+
+    name = audit_settings.model.name
+    result = TrainingResult(
+        model_name=name, version="2", model_uri=f"models:/{name}/2", run_id="r", best_kind="linear_regression",
+        metrics={}, aliases=("champion",), stage="Production", promoted=True, parent_run_id="p",
+        experiment_id="1", tracking_uri=audit_model.tracking_uri, results=(), fallback_path="f",
+        metadata_path="m", profile_path="p", trained_at="t", seconds=1.0)
+    event = await asyncio.to_thread(announce_promotion, audit_settings, result)
+    assert event is not None
+    [line] = audit_lines(audit_settings)
+    assert line["who"].startswith("training") and line["action"] == "promote" and line["version"] == "2"
+    assert line["event_id"] == event["event_id"] and line["source"] == "training"
+    promotions = [t for t in audit_tags(audit_settings, "2") if t["action"] == "promote"]
+    assert [t["event_id"] for t in promotions][-1:] == [event["event_id"]]
+
+    response = await client.get("/api/model/history")
+    history = await response.json()
+    assert [(e["type"], e["source"]) for e in history["events"]] == [("promoted", "training")]
+    assert [(p["target"], p["version"], p["to"]) for p in history["timeline"]] == [
+        ("@champion", "2", None), ("stage Production", "2", None)]
