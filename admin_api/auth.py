@@ -1,11 +1,12 @@
 """API-key authentication of the admin API.
 
-Every mutating endpoint (POST, PUT, DELETE, PATCH) needs an admin key: ``ADMIN_API_KEY`` (named ``admin``)
-or one of the named ``ADMIN_API_KEYS``, sent as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` and
-compared in constant time; the middleware leaves the key's name on the request for the audit log. With no
-key configured the mutating endpoints are off: they answer 403 saying how to turn them on. Read-only
-endpoints are open unless ``ADMIN_PROTECT_READS`` is set; the probes (/health, /ready) and the OpenAPI
-document stay open always, and the MLflow webhook authenticates with its own HMAC signature instead.
+Every mutating endpoint (POST, PUT, DELETE, PATCH; not POST /api/predict, which changes nothing) needs an
+admin key: ``ADMIN_API_KEY`` (named ``admin``) or one of the named ``ADMIN_API_KEYS``, sent as
+``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` and compared in constant time; the middleware leaves
+the key's name on the request for the audit log. With no key configured the mutating endpoints are off: they
+answer 403 saying how to turn them on. Read-only endpoints (and /api/predict) are open unless
+``ADMIN_PROTECT_READS`` is set; the probes (/health, /ready) and the OpenAPI document stay open always, and
+the MLflow webhook authenticates with its own HMAC signature instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 ALWAYS_OPEN = frozenset({"/health", "/ready", "/api/openapi.json"})
+READ_LIKE_POSTS = frozenset({"/api/predict"})
+"""POSTs that change nothing (a prediction): open like the original API's, unless ADMIN_PROTECT_READS is set."""
 OWN_AUTH = frozenset({"/api/webhooks/mlflow"})
 """Paths that authenticate themselves (signed webhooks)."""
 CALLER_KEY = "housing.caller"
@@ -55,6 +58,8 @@ def needs_key(method: str, path: str, *, protect_reads: bool) -> bool:
     """Whether a request to ``path`` with ``method`` must carry the API key."""
     if path in OWN_AUTH or path in ALWAYS_OPEN:
         return False
+    if path in READ_LIKE_POSTS:
+        return protect_reads
     return method in MUTATING_METHODS or protect_reads
 
 

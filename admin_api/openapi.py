@@ -321,9 +321,11 @@ def _read(summary: str, ok: dict[str, Any], *, protected: bool = True,
 
 
 def _write(summary: str, responses: dict[str, Any], body: dict[str, Any] | None = None, *,
-           body_required: bool = True, parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+           body_required: bool = True, parameters: list[dict[str, Any]] | None = None,
+           read_like: bool = False) -> dict[str, Any]:
     operation: dict[str, Any] = {
-        "summary": summary, "security": _SECURED,
+        # read_like: a POST that changes nothing, open unless ADMIN_PROTECT_READS is set.
+        "summary": summary, "security": [{}, *_SECURED] if read_like else _SECURED,
         "responses": {**responses, "400": _error("Malformed JSON or invalid field"), **_AUTH_ERRORS,
                       "413": _error("Request body too large")},
     }
@@ -406,7 +408,7 @@ PATHS: dict[str, Any] = {
         {"200": _json(_ref("PredictResponse"), "Predictions"),
          "422": _error("The model could not score the record(s)"),
          "503": _error("No model loaded")},
-        _ref("PredictRequest"))},
+        _ref("PredictRequest"), read_like=True)},
     "/api/fleet": {"get": _read("Latest ScorerStatus per scorer instance", _json(_ref("Fleet"), "Fleet"),
                                 extra={"503": _error("Kafka unreachable")})},
     "/api/webhooks/mlflow": {"post": {

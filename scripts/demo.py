@@ -74,7 +74,8 @@ def run(argv: list[str], **kwargs: Any) -> None:
 
 def read_topic(bootstrap: str, topic: str) -> list[Message]:
     """Every committed message of a topic, read to its current end (read_committed)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-reader-{uuid.uuid4().hex}",
+    consumer = Consumer({**load_settings().kafka.client_config(), "bootstrap.servers": bootstrap,
+                         "group.id": f"demo-reader-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
                          "isolation.level": "read_committed"})
     metadata = consumer.list_topics(topic, timeout=10)

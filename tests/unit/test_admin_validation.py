@@ -181,7 +181,9 @@ def test_bad_predict_bodies(body: Any, error: str, reason: str | None) -> None:
 
 # --- auth --------------------------------------------------------------------------------------------------
 def test_which_requests_need_the_key() -> None:
-    assert needs_key("POST", "/api/predict", protect_reads=False)
+    assert not needs_key("POST", "/api/predict", protect_reads=False)  # changes nothing: open like the original
+    assert needs_key("POST", "/api/predict", protect_reads=True)
+    assert needs_key("POST", "/api/model/reload", protect_reads=False)
     assert needs_key("DELETE", "/api/mlflow/models/{name}/aliases/{alias}", protect_reads=False)
     assert not needs_key("GET", "/api/model/info", protect_reads=False)
     assert needs_key("GET", "/api/model/info", protect_reads=True)
