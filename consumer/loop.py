@@ -81,6 +81,14 @@ class ScorerFatalError(RuntimeError):
     """The scorer cannot go on; the message says what to fix. Uncommitted work is aborted, nothing is lost."""
 
 
+class TransactionStuck(Exception):
+    """A transactional producer call did not return by its deadline (librdkafka can block past its timeout)."""
+
+
+SEND_OFFSETS_DEADLINE_SECONDS = 40.0
+"""send_offsets_to_transaction is given 30 s; librdkafka may ignore that when the coordinator vanished."""
+
+
 class BatchFailed(Exception):
     """A batch could not be committed; it was aborted and will be consumed again."""
 
@@ -242,6 +250,7 @@ class ScoringLoop:
         self._producer: Producer | None = None
         self._next_lag_refresh = 0.0
         self._consecutive_failures = 0
+        self._abandoned: list[Producer | None] = []
         self._non_retriable_failures = 0
         self._producer_replacements = 0
 
@@ -457,8 +466,13 @@ class ScoringLoop:
             try:
                 producer.begin_transaction()
                 self._produce_all(result, topics.predictions, topics.dead_letter)
-                producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+                group_metadata = consumer.consumer_group_metadata()
+                self._within_deadline(lambda: producer.send_offsets_to_transaction(offsets, group_metadata, 30),
+                                      SEND_OFFSETS_DEADLINE_SECONDS)
                 self._commit_transaction()
+            except TransactionStuck as exc:
+                self._abandon_producer(batch, exc)
+                raise BatchFailed(str(exc)) from exc
             except KafkaException as exc:
                 self._abort_and_rewind(batch, exc)
                 raise BatchFailed(str(exc)) from exc
@@ -524,6 +538,42 @@ class ScoringLoop:
                     logger.warning("commit_transaction: %s (retrying)", error.str())
                     continue
                 raise
+
+    def _within_deadline(self, call: Callable[[], Any], deadline: float) -> None:
+        """Run a blocking producer call on a watchdog thread; TransactionStuck if it has not returned in time.
+
+        A daemon thread per call (per batch, not per record): a call stuck forever must not keep the process
+        from exiting, which a pooled worker would (pools are joined at exit).
+        """
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                call()
+                outcome.append(None)
+            except BaseException as exc:  # handed back to the scoring thread below
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run, name="txn-watchdog", daemon=True)
+        thread.start()
+        thread.join(deadline)
+        if not outcome:
+            raise TransactionStuck(f"producer call did not return within {deadline:.0f}s")
+        if outcome[0] is not None:
+            raise outcome[0]
+
+    @property
+    def abandoned_clients(self) -> int:
+        """Producers left stuck inside librdkafka; the process must not wait for them at exit."""
+        return len(self._abandoned)
+
+    def _abandon_producer(self, batch: list[Incoming], exc: TransactionStuck) -> None:
+        """Leave a producer stuck inside librdkafka behind; a new one with the same transactional.id fences it
+        (its open transaction is aborted by the coordinator) and the batch is consumed again."""
+        logger.warning("%s: replacing the transactional producer (librdkafka #5456)", exc)
+        self._abandoned.append(self._producer)  # never destroyed while its call may still be running
+        self._replace_producer(KafkaError(KafkaError._TIMED_OUT, str(exc)), counted=False)
+        self._rewind(batch)
 
     def _abort_and_rewind(self, batch: list[Incoming], exc: KafkaException) -> None:
         producer = self._producer

@@ -356,22 +356,24 @@ async def test_drift_from_http_predictions(client: TestClient) -> None:
 
 # --- auth ---------------------------------------------------------------------------------------------------
 async def test_auth_no_key_wrong_key_right_key(client: TestClient) -> None:
-    await error_body(await client.post("/api/predict", json=RECORD), 401)
-    wrong = await client.post("/api/predict", json=RECORD, headers={"Authorization": "Bearer nope"})
+    reload = "/api/model/reload"
+    await error_body(await client.post(reload, json={}), 401)
+    wrong = await client.post(reload, json={}, headers={"Authorization": "Bearer nope"})
     assert (await error_body(wrong, 401))["message"] == "the admin API key is wrong"
     assert "WWW-Authenticate" in wrong.headers
-    await error_body(await client.post("/api/predict", json=RECORD, headers={"X-API-Key": KEY + "x"}), 401)
-    assert (await client.post("/api/predict", json=RECORD, headers=AUTH)).status == 200
-    assert (await client.post("/api/predict", json=RECORD, headers={"X-API-Key": KEY})).status == 200
-    assert (await client.post("/api/predict", json=RECORD, headers={"Authorization": "Basic " + KEY})).status == 401
-    # Reads are open by default.
+    await error_body(await client.post(reload, json={}, headers={"X-API-Key": KEY + "x"}), 401)
+    assert (await client.post(reload, json={}, headers=AUTH)).status == 200
+    assert (await client.post(reload, json={}, headers={"X-API-Key": KEY})).status == 200
+    assert (await client.post(reload, json={}, headers={"Authorization": "Basic " + KEY})).status == 401
+    # Reads are open by default, and so is a prediction (it changes nothing), as in the original API.
     assert (await client.get("/api/model/info")).status == 200
+    assert (await client.post("/api/predict", json=RECORD)).status == 200
 
 
 async def test_no_key_configured_disables_mutations(aiohttp_client: ClientFactory, admin_settings: Settings) -> None:
     settings = admin_settings.replace(**{"admin.api_key": None})
     client = await aiohttp_client(create_app(settings, state=loaded_state(settings)))
-    for method, path in (("POST", "/api/predict"), ("POST", "/api/model/reload"),
+    for method, path in (("POST", "/api/model/reload"),
                          ("POST", f"/api/mlflow/models/{settings.model.name}/transition"),
                          ("PUT", f"/api/mlflow/models/{settings.model.name}/aliases/x"),
                          ("DELETE", f"/api/mlflow/models/{settings.model.name}/aliases/x")):
