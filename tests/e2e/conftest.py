@@ -157,10 +157,13 @@ def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> 
     try:
         offsets = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
     except KafkaException as exc:
+        # The broker (re)starting, or a killed scorer's open transaction holding its offsets unstable until
+        # the broker aborts it (transaction.timeout.ms): "not known yet", the caller's deadline decides.
         if not exc.args[0].retriable() and exc.args[0].code() not in (KafkaError.NOT_COORDINATOR,
-                                                                      KafkaError.COORDINATOR_LOAD_IN_PROGRESS):
+                                                                      KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                                                                      KafkaError._TIMED_OUT):
             raise
-        return -1  # the broker is (re)starting: "not known yet"
+        return -1
     finally:
         consumer.close()
     return sum(max(0, tp.offset) for tp in offsets)
