@@ -27,6 +27,7 @@ import numpy as np
 
 from consumer.handle import ModelHandle
 from consumer.settings import Settings
+from schemas.examples import EXAMPLE_RECORD
 
 logger = logging.getLogger(__name__)
 
@@ -215,20 +216,13 @@ def check_model(handle: ModelHandle) -> None:
     from consumer.features import to_frame
 
     example = handle.input_example
-    frame = example if example is not None else to_frame([SAMPLE_ROW])
+    frame = example if example is not None else to_frame([EXAMPLE_RECORD])
     try:
         predictions = handle.predict(frame)
     except Exception as exc:
         raise ModelError(f"{handle.label} failed its check prediction: {type(exc).__name__}: {exc}") from exc
     if predictions.size == 0 or not np.all(np.isfinite(predictions)):
         raise ModelError(f"{handle.label} predicted non-finite values on its input example")
-
-
-SAMPLE_ROW: dict[str, Any] = {
-    "longitude": -122.23, "latitude": 37.88, "housing_median_age": 41.0, "total_rooms": 880.0,
-    "total_bedrooms": 129.0, "population": 322.0, "households": 126.0, "median_income": 8.3252,
-    "ocean_proximity": "NEAR BAY",
-}
 
 
 def load_fallback(path: str | os.PathLike[str], model_name: str) -> ModelHandle:

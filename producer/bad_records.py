@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
 from schemas.codecs import HOUSING_RECORD, SINGLE_OBJECT_MAGIC, WireFormat, encode_record
+from schemas.examples import EXAMPLE_RECORD
 
 logger = logging.getLogger(__name__)
 
@@ -30,19 +31,10 @@ class BadRecord(NamedTuple):
 
 
 # The first rows of data/housing.csv (median_house_value dropped), one per category plus a null
-# total_bedrooms, so good records exercise every category and the imputer.
+# total_bedrooms, so good records exercise every category and the imputer. The first is the canonical
+# schemas.examples.EXAMPLE_RECORD.
 _GOOD_ROWS: Final[tuple[dict[str, Any], ...]] = (
-    {
-        "longitude": -122.23,
-        "latitude": 37.88,
-        "housing_median_age": 41.0,
-        "total_rooms": 880.0,
-        "total_bedrooms": 129.0,
-        "population": 322.0,
-        "households": 126.0,
-        "median_income": 8.3252,
-        "ocean_proximity": "NEAR BAY",
-    },
+    dict(EXAMPLE_RECORD),
     {
         "longitude": -121.97,
         "latitude": 37.64,

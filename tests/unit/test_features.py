@@ -18,22 +18,11 @@ from consumer.features import (
     TARGET_COLUMN,
     to_frame,
 )
+from schemas.examples import EXAMPLE_RECORD
 
 CSV = Path(__file__).resolve().parents[2] / "data" / "housing.csv"
 
-ROW: dict[str, Any] = {
-    "longitude": -122.23,
-    "latitude": 37.88,
-    "housing_median_age": 41.0,
-    "total_rooms": 880.0,
-    "total_bedrooms": 129.0,
-    "population": 322.0,
-    "households": 126.0,
-    "median_income": 8.3252,
-    "ocean_proximity": "NEAR BAY",
-    "record_id": "r-1",
-    "event_time": None,
-}
+ROW: dict[str, Any] = {**EXAMPLE_RECORD, "record_id": "r-1", "event_time": None}
 
 
 def test_contract_constants() -> None:

@@ -11,19 +11,10 @@ import numpy as np
 import pytest
 
 from schemas.errors import REASONS, ValidationError
+from schemas.examples import EXAMPLE_RECORD
 from schemas.validation import ALLOWED_FIELDS, OCEAN_PROXIMITY_CATEGORIES, validate_record
 
-GOOD: dict[str, Any] = {
-    "longitude": -122.23,
-    "latitude": 37.88,
-    "housing_median_age": 41.0,
-    "total_rooms": 880.0,
-    "total_bedrooms": 129.0,
-    "population": 322.0,
-    "households": 126.0,
-    "median_income": 8.3252,
-    "ocean_proximity": "NEAR BAY",
-}
+GOOD: dict[str, Any] = dict(EXAMPLE_RECORD)
 
 
 def _with(**changes: Any) -> dict[str, Any]:
