@@ -10,6 +10,7 @@ find and reject the records the model cannot score without losing the others.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -20,7 +21,7 @@ import pandas as pd
 from consumer.features import to_frame
 from consumer.handle import ModelHandle
 from schemas import topics
-from schemas.codecs import PredictionEncoder, RecordDecoder, WireFormat
+from schemas.codecs import PredictionEncoder, PredictionJsonWriter, RecordDecoder, WireFormat
 from schemas.errors import PREDICT, SchemaError
 from schemas.validation import validate_record
 
@@ -209,6 +210,9 @@ def score_batch(
     shadow_version = shadow.version if shadow is not None and shadow_out is not None else None
 
     scored_at = now_ms()
+    json_writer = PredictionJsonWriter(model_name=model.name, model_version=model.version,
+                                       model_alias=model.alias, model_stage=model.stage, scored_at=scored_at,
+                                       shadow_model_version=shadow_version)
     scored: list[Scored] = []
     kept_rows: list[int] = []
     headers: dict[WireFormat, Headers] = {}
@@ -218,34 +222,38 @@ def score_batch(
             rejected.append((index, _reject(msg, "predict_failed", PREDICT, message[:300], model)))
             continue
         prediction = float(outcome)
-        if not np.isfinite(prediction):
+        if not math.isfinite(prediction):
             message = f"model {model.name} v{model.version} predicted {prediction!r}"
             rejected.append((index, _reject(msg, "non_finite_prediction", PREDICT, message, model)))
             continue
         shadow_prediction: float | None = None
         if shadow_out is not None:
             shadow_prediction = float(shadow_out[row])
-            if not np.isfinite(shadow_prediction):
+            if not math.isfinite(shadow_prediction):
                 shadow_prediction = None
         record_id = _record_id(record, msg)
-        value = encoder.encode(
-            {
-                "record_id": record_id,
-                "prediction": prediction,
-                "model_name": model.name,
-                "model_version": model.version,
-                "model_alias": model.alias,
-                "model_stage": model.stage,
-                "scored_at": scored_at,
-                "source_topic": msg.topic,
-                "source_partition": msg.partition,
-                "source_offset": msg.offset,
-                "event_time": record["event_time"],
-                "shadow_prediction": shadow_prediction,
-                "shadow_model_version": shadow_version,
-            },
-            fmt,
-        )
+        if fmt is WireFormat.JSON:  # the common case, formatted without building a dict
+            value = json_writer.write(record_id, prediction, msg.topic, msg.partition, msg.offset,
+                                      record["event_time"], shadow_prediction)
+        else:
+            value = encoder.encode(
+                {
+                    "record_id": record_id,
+                    "prediction": prediction,
+                    "model_name": model.name,
+                    "model_version": model.version,
+                    "model_alias": model.alias,
+                    "model_stage": model.stage,
+                    "scored_at": scored_at,
+                    "source_topic": msg.topic,
+                    "source_partition": msg.partition,
+                    "source_offset": msg.offset,
+                    "event_time": record["event_time"],
+                    "shadow_prediction": shadow_prediction,
+                    "shadow_model_version": shadow_version,
+                },
+                fmt,
+            )
         if fmt not in headers:
             headers[fmt] = [
                 (topics.HEADER_MODEL_NAME, model.name.encode()),

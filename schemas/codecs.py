@@ -25,6 +25,7 @@ import struct
 import threading
 from collections.abc import Mapping
 from enum import StrEnum
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any, Final
 
 import fastavro
@@ -332,6 +333,52 @@ class _Registering:
             return self._id
 
 
+def _json_string(value: Any) -> str:
+    if type(value) is not str:
+        raise ValueError(f"expected a string, got {type(value).__name__} {short_repr(value)}")
+    return encode_basestring_ascii(value)
+
+
+def _json_long(value: Any) -> str:
+    if type(value) is not int:
+        raise ValueError(f"expected an integer, got {type(value).__name__} {short_repr(value)}")
+    return repr(value)
+
+
+_PREDICTION_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+class PredictionJsonWriter:
+    """JSON predictions for one batch: the fields every prediction of the batch shares are formatted once.
+
+    The bytes equal ``PredictionEncoder.encode(..., WireFormat.JSON)`` (and so ``json.dumps`` with compact
+    separators) for the same values; the per-record work is one f-string. ``prediction`` and
+    ``shadow_prediction`` must be finite floats (the scoring core checks that before it writes).
+    """
+
+    def __init__(self, *, model_name: str, model_version: str, model_alias: str | None, model_stage: str | None,
+                 scored_at: int, shadow_model_version: str | None) -> None:
+        def text(value: str | None) -> str:
+            return "null" if value is None else _json_string(value)
+
+        self._model = (f',"model_name":{text(model_name)},"model_version":{text(model_version)}'
+                       f',"model_alias":{text(model_alias)},"model_stage":{text(model_stage)}'
+                       f',"scored_at":{_json_long(scored_at)},"source_topic":')
+        self._tail = f',"shadow_model_version":{text(shadow_model_version)}}}'
+        self._topics: dict[str, str] = {}
+
+    def write(self, record_id: str, prediction: float, source_topic: str, source_partition: int,
+              source_offset: int, event_time: int | None, shadow_prediction: float | None) -> bytes:
+        topic = self._topics.get(source_topic)
+        if topic is None:
+            topic = self._topics[source_topic] = _json_string(source_topic)
+        return (f'{{"record_id":{encode_basestring_ascii(record_id)},"prediction":{float(prediction)!r}'
+                f'{self._model}{topic},"source_partition":{source_partition:d},"source_offset":{source_offset:d}'
+                f',"event_time":{"null" if event_time is None else f"{event_time:d}"}'
+                f',"shadow_prediction":{"null" if shadow_prediction is None else repr(float(shadow_prediction))}'
+                f'{self._tail}').encode("ascii")
+
+
 class PredictionEncoder:
     """Encodes Prediction values in the wire format the record arrived in.
 
@@ -361,7 +408,7 @@ class PredictionEncoder:
         :raises RegistryUnavailableError: registering the schema failed.
         """
         if fmt is WireFormat.JSON:
-            return json.dumps(prediction, separators=(",", ":"), allow_nan=False).encode("utf-8")
+            return _PREDICTION_JSON.encode(prediction).encode("utf-8")
         if fmt is WireFormat.AVRO_SINGLE_OBJECT:
             return PREDICTION.header + PREDICTION.write(prediction)
         if fmt is WireFormat.AVRO_CONFLUENT:

@@ -20,6 +20,7 @@ from schemas.codecs import (
     PREDICTION,
     SCORER_STATUS,
     PredictionEncoder,
+    PredictionJsonWriter,
     RecordDecoder,
     RecordEncoder,
     WireFormat,
@@ -486,3 +487,25 @@ def test_every_topic_spec() -> None:
         "dlq.source.partition",
         "dlq.source.offset",
     )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_batch_json_writer_writes_what_the_generic_encoder_writes(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(50):
+        common = {"model_name": rng.choice(["housing", "é\u2603\"\\"]), "model_version": str(rng.randint(1, 99)),
+                  "model_alias": rng.choice([None, "champion"]), "model_stage": rng.choice([None, "Production"]),
+                  "scored_at": rng.randint(0, 2**62), "shadow_model_version": rng.choice([None, "3"])}
+        writer = PredictionJsonWriter(**common)
+        for _ in range(20):
+            varying = {
+                "record_id": rng.choice(["r-1", "é\u2603\"\\\n", "", "x" * 300]),
+                "prediction": rng.choice([0.0, -1.5, 1e300, 123456.789, rng.uniform(-1e6, 1e6), 5e-324, 1e20]),
+                "source_topic": rng.choice(["housing.records", "other"]),
+                "source_partition": rng.randint(0, 100), "source_offset": rng.randint(0, 2**62),
+                "event_time": rng.choice([None, rng.randint(0, 2**62)]),
+                "shadow_prediction": rng.choice([None, rng.uniform(-1e6, 1e6)]),
+            }
+            value = {name: {**common, **varying}[name] for name in PREDICTION.field_names}
+            assert writer.write(**varying) == PredictionEncoder().encode(value, WireFormat.JSON)
+            assert json.loads(writer.write(**varying)) == value
