@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer.handle import ModelHandle
@@ -641,11 +642,9 @@ class ScoringLoop:
             metrics.records_scored.labels(model_version=handle.version).inc(len(result.scored))
         for rejected in result.rejected:
             metrics.records_dead_lettered.labels(reason=rejected.reason, stage=rejected.stage).inc()
-        now_ms = time.time() * 1000
-        observe = metrics.end_to_end_seconds.observe
-        for incoming in batch:
-            if incoming.timestamp_ms:
-                observe(max(0.0, (now_ms - incoming.timestamp_ms) / 1000))
+        stamps_ms = np.fromiter((incoming.timestamp_ms or 0 for incoming in batch), np.float64, len(batch))
+        ages_ms = time.time() * 1000 - stamps_ms[stamps_ms > 0]
+        metrics.end_to_end_seconds.observe_many(np.maximum(ages_ms, 0.0) / 1000)
         self.state.add_counts(len(batch), len(result.scored), len(result.rejected))
         for hook in self.hooks:
             try:
