@@ -17,16 +17,15 @@ from aiohttp.test_utils import TestClient
 from mlflow.tracking import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from admin_api.app import create_app
 from consumer.control import StatusPublisher
-from consumer.model import ModelLoader
 from consumer.settings import Settings
 from consumer.state import ScorerState
 from consumer.webhooks import sign_mlflow_webhook
 from schemas.codecs import decode_model_update
 from stack.processes import free_port
-from tests.conftest import RegisteredModel, train_quick_model
+from tests.conftest import RegisteredModel
 from tests.helpers import consume_all, housing_rows, wait_for
+from tests.integration.conftest import AdminClientFactory, loaded_state
 
 pytestmark = pytest.mark.integration
 
@@ -36,24 +35,13 @@ WEBHOOK_SECRET = "webhook-secret"
 RECORD = {"longitude": -122.23, "latitude": 37.88, "housing_median_age": 41.0, "total_rooms": 880.0,
           "total_bedrooms": 129.0, "population": 322.0, "households": 126.0, "median_income": 8.3252,
           "ocean_proximity": "NEAR BAY"}
-ClientFactory = Callable[..., Any]
-
-
-@pytest.fixture(scope="module")
-def admin_model(mlflow_tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> RegisteredModel:
-    """A throwaway model with two versions: v1 (champion) and v2 (challenger, Staging)."""
-    name = f"admin_api_{uuid.uuid4().hex[:6]}"
-    out = tmp_path_factory.mktemp("admin-model")
-    train_quick_model(mlflow_tracking_uri, name, out, kinds=("linear_regression",), sample=1000)
-    return train_quick_model(mlflow_tracking_uri, name, out, kinds=("linear_regression",), sample=1000, seed=7,
-                             promote=False)
 
 
 @pytest.fixture
 def admin_settings(settings_factory: Callable[..., Settings], stream_topics: dict[str, str],
-                   admin_model: RegisteredModel) -> Settings:
+                   two_version_model: RegisteredModel) -> Settings:
     return settings_factory(stream_topics, **{
-        **admin_model.settings_overrides(),
+        **two_version_model.settings_overrides(),
         "admin.api_key": KEY,
         "admin.webhook_secret": WEBHOOK_SECRET,
         "experiment.name": f"admin_api_test_{uuid.uuid4().hex[:6]}",
@@ -61,17 +49,9 @@ def admin_settings(settings_factory: Callable[..., Settings], stream_topics: dic
     })
 
 
-def loaded_state(settings: Settings) -> ScorerState:
-    state = ScorerState(settings)
-    loader = ModelLoader(settings)
-    state.on_model_loaded(loader.load(loader.resolve_configured()))
-    return state
-
-
 @pytest.fixture
-async def client(aiohttp_client: ClientFactory, admin_settings: Settings) -> TestClient:
-    app = create_app(admin_settings, state=loaded_state(admin_settings))
-    return await aiohttp_client(app)
+async def client(admin_client: AdminClientFactory, admin_settings: Settings) -> TestClient:
+    return await admin_client(admin_settings)
 
 
 def state_of(client: TestClient) -> ScorerState:
@@ -370,9 +350,9 @@ async def test_auth_no_key_wrong_key_right_key(client: TestClient) -> None:
     assert (await client.post("/api/predict", json=RECORD)).status == 200
 
 
-async def test_no_key_configured_disables_mutations(aiohttp_client: ClientFactory, admin_settings: Settings) -> None:
+async def test_no_key_configured_disables_mutations(admin_client: AdminClientFactory, admin_settings: Settings) -> None:
     settings = admin_settings.replace(**{"admin.api_key": None})
-    client = await aiohttp_client(create_app(settings, state=loaded_state(settings)))
+    client = await admin_client(settings)
     for method, path in (("POST", "/api/model/reload"),
                          ("POST", f"/api/mlflow/models/{settings.model.name}/transition"),
                          ("PUT", f"/api/mlflow/models/{settings.model.name}/aliases/x"),
@@ -382,9 +362,9 @@ async def test_no_key_configured_disables_mutations(aiohttp_client: ClientFactor
     assert (await client.get("/api/mlflow/models")).status == 200
 
 
-async def test_protected_reads(aiohttp_client: ClientFactory, admin_settings: Settings) -> None:
+async def test_protected_reads(admin_client: AdminClientFactory, admin_settings: Settings) -> None:
     settings = admin_settings.replace(**{"admin.protect_reads": True})
-    client = await aiohttp_client(create_app(settings, state=loaded_state(settings)))
+    client = await admin_client(settings)
     await error_body(await client.get("/api/model/info"), 401)
     await error_body(await client.get("/metrics"), 401)
     assert (await client.get("/api/model/info", headers=AUTH)).status == 200
@@ -393,11 +373,11 @@ async def test_protected_reads(aiohttp_client: ClientFactory, admin_settings: Se
 
 
 # --- MLflow unreachable ------------------------------------------------------------------------------------
-async def test_mlflow_unreachable_is_503_and_health_degraded(aiohttp_client: ClientFactory,
+async def test_mlflow_unreachable_is_503_and_health_degraded(admin_client: AdminClientFactory,
                                                             admin_settings: Settings) -> None:
     state = loaded_state(admin_settings)
     settings = admin_settings.replace(**{"mlflow.tracking_uri": f"http://127.0.0.1:{free_port()}"})
-    client = await aiohttp_client(create_app(settings, state=state))
+    client = await admin_client(settings, state)
     body = await error_body(await client.get("/api/mlflow/models"), 503)
     assert body["error"] == "mlflow_unavailable"
     await error_body(await client.post(f"/api/mlflow/models/{settings.model.name}/transition",
@@ -454,9 +434,9 @@ async def test_webhook_refuses_bad_signatures(client: TestClient) -> None:
     await error_body(await client.post("/api/webhooks/mlflow", data=payload, headers=AUTH), 401)
 
 
-async def test_webhook_without_a_secret_is_disabled(aiohttp_client: ClientFactory, admin_settings: Settings) -> None:
+async def test_webhook_without_a_secret_is_disabled(admin_client: AdminClientFactory, admin_settings: Settings) -> None:
     settings = admin_settings.replace(**{"admin.webhook_secret": None})
-    client = await aiohttp_client(create_app(settings, state=loaded_state(settings)))
+    client = await admin_client(settings)
     body = await error_body(await client.post("/api/webhooks/mlflow", data=b"{}"), 403)
     assert "MLFLOW_WEBHOOK_SECRET" in body["message"]
 

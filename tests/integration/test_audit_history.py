@@ -19,44 +19,28 @@ import pytest
 from aiohttp.test_utils import TestClient
 from mlflow.tracking import MlflowClient
 
-from admin_api.app import create_app
-from consumer.model import ModelLoader
 from consumer.settings import Settings
-from consumer.state import ScorerState
-from tests.conftest import RegisteredModel, train_quick_model
+from tests.conftest import RegisteredModel
+from tests.integration.conftest import AdminClientFactory
 
 pytestmark = pytest.mark.integration
 
 ALICE, BOB = "alice-" + uuid.uuid4().hex[:8], "bob-" + uuid.uuid4().hex[:8]
-ClientFactory = Callable[..., Any]
-
-
-@pytest.fixture(scope="module")
-def audit_model(mlflow_tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> RegisteredModel:
-    """A throwaway model with two versions: v1 (champion) and v2 (not promoted)."""
-    name = f"audit_{uuid.uuid4().hex[:6]}"
-    out = tmp_path_factory.mktemp("audit-model")
-    train_quick_model(mlflow_tracking_uri, name, out, kinds=("linear_regression",), sample=1000)
-    return train_quick_model(mlflow_tracking_uri, name, out, kinds=("linear_regression",), sample=1000, seed=7,
-                             promote=False)
 
 
 @pytest.fixture
 def audit_settings(settings_factory: Callable[..., Settings], stream_topics: dict[str, str],
-                   audit_model: RegisteredModel, tmp_path: Path) -> Settings:
+                   two_version_model: RegisteredModel, tmp_path: Path) -> Settings:
     return settings_factory(stream_topics, **{
-        **audit_model.settings_overrides(),
+        **two_version_model.settings_overrides(),
         "admin.api_keys": f"alice:{ALICE},bob:{BOB}",
         "admin.audit_log_path": str(tmp_path / "audit.jsonl"),
     })
 
 
 @pytest.fixture
-async def client(aiohttp_client: ClientFactory, audit_settings: Settings) -> TestClient:
-    state = ScorerState(audit_settings)
-    loader = ModelLoader(audit_settings)
-    state.on_model_loaded(loader.load(loader.resolve_configured()))
-    return await aiohttp_client(create_app(audit_settings, state=state))
+async def client(admin_client: AdminClientFactory, audit_settings: Settings) -> TestClient:
+    return await admin_client(audit_settings)
 
 
 def audit_lines(settings: Settings) -> list[dict[str, Any]]:
@@ -127,7 +111,7 @@ async def test_alias_changes_are_audited_with_the_key_name_and_replayed_as_histo
 
 
 async def test_a_training_promotion_is_audited_and_starts_a_production_period(
-        client: TestClient, audit_settings: Settings, audit_model: RegisteredModel) -> None:
+        client: TestClient, audit_settings: Settings, two_version_model: RegisteredModel) -> None:
     from training.announce import announce_promotion
     from training.register import TrainingResult
 
@@ -135,7 +119,7 @@ async def test_a_training_promotion_is_audited_and_starts_a_production_period(
     result = TrainingResult(
         model_name=name, version="2", model_uri=f"models:/{name}/2", run_id="r", best_kind="linear_regression",
         metrics={}, aliases=("champion",), stage="Production", promoted=True, parent_run_id="p",
-        experiment_id="1", tracking_uri=audit_model.tracking_uri, results=(), fallback_path="f",
+        experiment_id="1", tracking_uri=two_version_model.tracking_uri, results=(), fallback_path="f",
         metadata_path="m", profile_path="p", trained_at="t", seconds=1.0)
     event = await asyncio.to_thread(announce_promotion, audit_settings, result)
     assert event is not None
