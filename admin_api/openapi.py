@@ -14,6 +14,7 @@ from typing import Any
 from admin_api.registry import ALIAS_PATTERN, MODEL_NAME_PATTERN, STAGES, VERSION_PATTERN
 from admin_api.views import MAX_PREDICT_RECORDS
 from consumer.settings import Settings
+from schemas.examples import EXAMPLE_RECORD
 from schemas.validation import MAX_RECORD_ID_CHARS, OCEAN_PROXIMITY_CATEGORIES
 
 logger = logging.getLogger(__name__)
@@ -94,9 +95,7 @@ HOUSING_RECORD = {
         "record_id": {"type": "string", "minLength": 1, "maxLength": MAX_RECORD_ID_CHARS, "nullable": True},
         "event_time": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "nullable": True},
     },
-    "example": {"longitude": -122.23, "latitude": 37.88, "housing_median_age": 41.0, "total_rooms": 880.0,
-                "total_bedrooms": 129.0, "population": 322.0, "households": 126.0, "median_income": 8.3252,
-                "ocean_proximity": "NEAR BAY"},
+    "example": dict(EXAMPLE_RECORD),
 }
 PREDICTION_META = {
     "model_version": {"type": "string"}, "model_name": {"type": "string"}, "model_alias": NULLABLE_STRING,

@@ -22,6 +22,7 @@ from consumer.settings import Settings
 from consumer.state import ScorerState
 from consumer.webhooks import sign_mlflow_webhook
 from schemas.codecs import decode_model_update
+from schemas.examples import EXAMPLE_RECORD
 from stack.processes import free_port
 from tests.conftest import RegisteredModel
 from tests.helpers import consume_all, housing_rows, wait_for
@@ -32,9 +33,7 @@ pytestmark = pytest.mark.integration
 KEY = "test-key-" + uuid.uuid4().hex[:8]
 AUTH = {"Authorization": f"Bearer {KEY}"}
 WEBHOOK_SECRET = "webhook-secret"
-RECORD = {"longitude": -122.23, "latitude": 37.88, "housing_median_age": 41.0, "total_rooms": 880.0,
-          "total_bedrooms": 129.0, "population": 322.0, "households": 126.0, "median_income": 8.3252,
-          "ocean_proximity": "NEAR BAY"}
+RECORD = dict(EXAMPLE_RECORD)
 
 
 @pytest.fixture

@@ -21,10 +21,9 @@ from admin_api.views import (
 from consumer.handle import ModelHandle
 from consumer.settings import load_settings
 from consumer.state import ReloadResult, ScorerState
+from schemas.examples import EXAMPLE_RECORD
 
-RECORD = {"longitude": -122.23, "latitude": 37.88, "housing_median_age": 41.0, "total_rooms": 880.0,
-          "total_bedrooms": 129.0, "population": 322.0, "households": 126.0, "median_income": 8.3252,
-          "ocean_proximity": "NEAR BAY"}
+RECORD = dict(EXAMPLE_RECORD)
 
 
 def raises(error: str, status: int = 400) -> Any:

@@ -22,6 +22,7 @@ from consumer.features import (
     to_frame,
 )
 from consumer.settings import load_settings
+from schemas.examples import EXAMPLE_RECORD
 from training import __main__ as cli
 from training.data import DataError, load_housing, sample_rows, split
 from training.pipeline import MODEL_KINDS, build_pipeline, normalize_kind, parse_kinds
@@ -55,11 +56,7 @@ def small_split(housing: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.S
 
 
 def _records() -> list[dict[str, object]]:
-    base = {
-        "longitude": -122.23, "latitude": 37.88, "housing_median_age": 41.0, "total_rooms": 880.0,
-        "total_bedrooms": 129.0, "population": 322.0, "households": 126.0, "median_income": 8.3252,
-        "ocean_proximity": "NEAR BAY",
-    }
+    base = dict(EXAMPLE_RECORD)
     return [
         base,
         {**base, "total_bedrooms": None},  # missing value the pipeline must impute
