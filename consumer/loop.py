@@ -7,10 +7,14 @@ core, then produce predictions and dead letters and commit the input offsets.
   transaction (KIP-447: offsets sent with the consumer's group metadata, so a zombie instance is fenced by
   the group generation). A failed batch is aborted and the consumer rewound to the batch start, so it is
   scored again; downstream ``read_committed`` readers see each output exactly once.
-- ``at_least_once``: idempotent producer, flush, then a synchronous offset commit per batch.
+- ``at_least_once``: idempotent producer; the loop does not wait for acknowledgements. Each batch's outputs
+  are produced and the loop moves on; a batch's input offsets are committed (asynchronously) once every output
+  of it and of every batch before it is acknowledged. An output the broker refuses rewinds the consumer to the
+  first unacknowledged batch, which is scored again (duplicates, never gaps).
 
 A transaction is never open while ``consume`` runs, so rebalance callbacks never race a batch: by the time
-partitions are revoked or lost, the last batch is committed or aborted.
+partitions are revoked or lost, the last batch is committed or aborted (exactly-once), or the producer is
+flushed and the acknowledged offsets committed (at-least-once).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -94,6 +99,37 @@ class BatchFailed(Exception):
     """A batch could not be committed; it was aborted and will be consumed again."""
 
 
+class DeliveryFailed(BatchFailed):
+    """At-least-once: an output of ``batch`` was not acknowledged; it and every later batch were rewound."""
+
+    def __init__(self, message: str, batch: list[Incoming]) -> None:
+        super().__init__(message)
+        self.batch = batch
+
+
+MAX_BATCHES_IN_FLIGHT = 8
+"""At-least-once: batches produced but not yet acknowledged, at most (bounds what a failure scores again)."""
+AT_LEAST_ONCE_DELIVERY_TIMEOUT_MS = 60_000
+"""At-least-once: an output not acknowledged within this fails its batch (well inside max.poll.interval.ms)."""
+
+
+class InFlightBatch:
+    """At-least-once: a batch whose outputs are produced; its offsets are committed once all are acknowledged."""
+
+    __slots__ = ("batch", "errors", "offsets", "pending")
+
+    def __init__(self, batch: list[Incoming], offsets: list[TopicPartition], outputs: int) -> None:
+        self.batch = batch
+        self.offsets = offsets
+        self.pending = outputs
+        self.errors: list[KafkaError] = []
+
+    def on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        self.pending -= 1
+        if error is not None:
+            self.errors.append(error)
+
+
 def consumer_config(settings: Settings) -> dict[str, Any]:
     scorer = settings.scorer
     config = settings.kafka.client_config()
@@ -127,7 +163,9 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         # Dead letters carry whole originals (up to DLQ_MAX_VALUE_BYTES) plus headers.
         "message.max.bytes": max(1_000_000, scorer.dlq_max_value_bytes + 100_000),
     })
-    if scorer.processing_guarantee == "exactly_once":
+    if scorer.processing_guarantee != "exactly_once":
+        config["message.timeout.ms"] = AT_LEAST_ONCE_DELIVERY_TIMEOUT_MS
+    else:
         # A stable transactional.id (stable SCORER_INSTANCE_ID) lets a restarted instance fence its own zombie
         # and abort its open transaction at once; the short timeout bounds how long a crashed one can block.
         config["transactional.id"] = f"{scorer.group_id}-{scorer.instance_id}"
@@ -246,7 +284,7 @@ class ScoringLoop:
         self.exactly_once = settings.scorer.processing_guarantee == "exactly_once"
         self._stop = threading.Event()
         self._fatal: str | None = None
-        self._delivery_errors: list[str] = []
+        self._in_flight: deque[InFlightBatch] = deque()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._next_lag_refresh = 0.0
@@ -271,7 +309,8 @@ class ScoringLoop:
         threadpool_limits(limits=self.settings.scorer.model_threads)
         topics = self.settings.topics
         self._producer = Producer({**producer_config(self.settings), "error_cb": self._on_producer_error})
-        self._consumer = Consumer({**consumer_config(self.settings), "error_cb": self._on_client_error})
+        self._consumer = Consumer({**consumer_config(self.settings), "error_cb": self._on_client_error,
+                                   **({} if self.exactly_once else {"on_commit": self._on_commit})})
         consumer, producer = self._consumer, self._producer
         try:
             self._check_topics(consumer)
@@ -291,6 +330,8 @@ class ScoringLoop:
                 self._raise_if_fatal()
                 if messages:
                     self._process(messages)
+                if self._in_flight:
+                    self._settle_or_rewind()
                 self._refresh_lag()
         finally:
             self.state.consumer_running = False
@@ -307,6 +348,7 @@ class ScoringLoop:
             if remaining:
                 logger.warning("%d produced messages undelivered at shutdown (their offsets were not committed)",
                                remaining)
+            self._commit_acknowledged("shutdown")
         if self._consumer is not None:
             try:
                 self._consumer.close()  # leaves the group now, so partitions move without a session timeout
@@ -324,12 +366,20 @@ class ScoringLoop:
         logger.info("assigned %s", _describe(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Every batch was committed (or aborted and rewound) before consume() ran again: nothing is pending.
+        # Exactly-once: every batch was committed (or aborted and rewound) before consume() ran again.
+        # At-least-once: commit what is acknowledged before the partitions move on.
         logger.info("revoked %s", _describe(partitions))
+        if self._in_flight and self._producer is not None:
+            self._producer.flush(self.settings.scorer.shutdown_timeout)
+            self._commit_acknowledged("rebalance")
         self.state.set_assignment(frozenset())
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.warning("lost %s (another member may already own them)", _describe(partitions))
+        if self._in_flight:  # too late to commit: the new owner scores these batches again
+            logger.warning("%d produced batches not committed; their records will be scored again",
+                           len(self._in_flight))
+            self._in_flight.clear()
         self.state.set_assignment(frozenset())
 
     # --- errors --------------------------------------------------------------------------------------
@@ -479,19 +529,13 @@ class ScoringLoop:
                 raise BatchFailed(str(exc)) from exc
             self.state.metrics.transactions.labels(result="committed").inc()
             return
-        self._delivery_errors.clear()
-        self._produce_all(result, topics.predictions, topics.dead_letter, on_delivery=self._on_delivery)
-        remaining = producer.flush(30)
-        if remaining or self._delivery_errors:
-            self._rewind(batch)
-            raise BatchFailed(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")
-        try:
-            consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            # The outputs are out; re-scoring gives duplicates, which at-least-once allows.
-            self._rewind(batch)
-            raise BatchFailed(f"offset commit failed: {exc}") from exc
-        self.state.metrics.transactions.labels(result="committed").inc()
+        flight = InFlightBatch(batch, offsets, len(result.scored) + len(result.rejected))
+        self._in_flight.append(flight)  # first: a failure found while waiting below rewinds this batch too
+        while len(self._in_flight) > MAX_BATCHES_IN_FLIGHT and not self._stop.is_set():
+            producer.poll(0.05)  # back-pressure: wait for acknowledgements before producing more
+            self._settle()
+        self._produce_all(result, topics.predictions, topics.dead_letter, on_delivery=flight.on_delivery)
+        producer.poll(0)
 
     def _produce_all(self, result: BatchResult, predictions_topic: str, dlq_topic: str,
                      on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> None:
@@ -522,9 +566,73 @@ class ScoringLoop:
             except BufferError:
                 producer.poll(0.05)  # local queue full: let deliveries drain
 
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            self._delivery_errors.append(f"{message.topic()}: {error.str()}")
+    # --- at-least-once acknowledgements --------------------------------------------------------------
+    def _settle(self, *, asynchronous: bool = True) -> None:
+        """Commit the offsets of the leading batches whose outputs are all acknowledged.
+
+        :raises DeliveryFailed: a batch has an output the broker refused; it and every later batch were rewound.
+        """
+        acknowledged: dict[tuple[str, int], TopicPartition] = {}
+        try:
+            while self._in_flight and self._in_flight[0].pending <= 0:
+                flight = self._in_flight[0]
+                if flight.errors:
+                    self._rewind_in_flight(flight)
+                self._in_flight.popleft()
+                acknowledged.update(((tp.topic, tp.partition), tp) for tp in flight.offsets)
+                self.state.metrics.transactions.labels(result="committed").inc()
+        finally:
+            self._commit_offsets(list(acknowledged.values()), asynchronous=asynchronous)
+
+    def _rewind_in_flight(self, failed: InFlightBatch) -> None:
+        """Wait for every produced output, then rewind to the first batch not committed, and fail."""
+        assert self._producer is not None
+        self._producer.flush(self.settings.scorer.shutdown_timeout)
+        records = [incoming for flight in self._in_flight for incoming in flight.batch]
+        self._in_flight.clear()
+        self._rewind(records)  # consumption order: each partition goes back to its first uncommitted record
+        first = failed.errors[0]
+        names = sorted({f"{error.name()}: {error.str()}" for error in failed.errors})
+        raise DeliveryFailed(f"{len(failed.errors)} outputs not acknowledged ({'; '.join(names[:3])})",
+                             failed.batch) from KafkaException(first)
+
+    def _settle_or_rewind(self) -> None:
+        assert self._producer is not None
+        self._producer.poll(0)
+        try:
+            self._settle()
+        except DeliveryFailed as exc:
+            self._after_failure(exc.batch, exc)
+
+    def _commit_acknowledged(self, when: str) -> None:
+        """At-least-once, before partitions move or at shutdown: commit what is acknowledged, synchronously."""
+        if not self._in_flight:
+            return
+        try:
+            self._settle(asynchronous=False)
+        except BatchFailed as exc:
+            logger.warning("at %s: %s; those records will be scored again", when, exc)
+        if self._in_flight:
+            logger.warning("at %s: %d produced batches not acknowledged; their records will be scored again",
+                           when, len(self._in_flight))
+            self._in_flight.clear()
+
+    def _commit_offsets(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
+        if not offsets or self._consumer is None:
+            return
+        try:
+            if asynchronous:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # The outputs are out; re-scoring after a restart gives duplicates, which at-least-once allows.
+            logger.warning("offset commit failed (records after the last committed offset will be scored "
+                           "again after a restart): %s", exc)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if error is not None and error.code() != KafkaError._NO_OFFSET:
+            logger.warning("offset commit failed: %s (a later commit covers these offsets)", error.str())
 
     def _commit_transaction(self) -> None:
         producer = self._producer

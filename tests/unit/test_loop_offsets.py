@@ -158,3 +158,86 @@ def test_producer_fatal_errors_other_than_fencing_are_left_to_the_batch_to_recov
     scoring._on_producer_error(KafkaError(KafkaError.PRODUCER_FENCED, "fenced", fatal=True))
     with pytest.raises(ScorerFatalError):
         scoring._raise_if_fatal()
+
+
+class AckingConsumer(FakeConsumer):
+    def __init__(self, assigned: list[tuple[str, int]]) -> None:
+        super().__init__(assigned)
+        self.commits: list[tuple[dict[tuple[str, int], int], bool]] = []
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        self.commits.append(({(tp.topic, tp.partition): tp.offset for tp in offsets}, asynchronous))
+
+
+class HoldingProducer:
+    """Keeps delivery callbacks until the test acknowledges (or refuses) a batch's outputs."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Any] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, headers: Any, on_delivery: Any = None) -> None:
+        self.callbacks.append(on_delivery)
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+
+def at_least_once_loop() -> tuple[ScoringLoop, AckingConsumer, HoldingProducer]:
+    scoring = make_loop(**{"scorer.processing_guarantee": "at_least_once"})
+    consumer, producer = AckingConsumer([("t", 0), ("t", 1)]), HoldingProducer()
+    scoring._consumer, scoring._producer = consumer, producer  # type: ignore[assignment]
+    return scoring, consumer, producer
+
+
+def deliver(scoring: ScoringLoop, batch: list[Incoming]) -> None:
+    result = BatchResult([], [Rejected(m.key, b"v", [], m, "r", "decode", "m") for m in batch], None, np.empty(0))
+    scoring._deliver(batch, result)
+
+
+def test_at_least_once_commits_only_the_acknowledged_leading_batches_without_waiting() -> None:
+    scoring, consumer, producer = at_least_once_loop()
+    first, second, third = [incoming(0, 0), incoming(1, 0)], [incoming(0, 1)], [incoming(1, 1), incoming(0, 2)]
+    for batch in (first, second, third):
+        deliver(scoring, batch)
+    assert len(producer.callbacks) == 5 and consumer.commits == []  # produced, nothing waited for
+    for callback in producer.callbacks[2:]:  # the later batches are acknowledged first
+        callback(None, None)
+    scoring._settle()
+    assert consumer.commits == [] and len(scoring._in_flight) == 3  # the first batch holds them back
+    for callback in producer.callbacks[:2]:
+        callback(None, None)
+    scoring._settle()
+    assert consumer.commits == [({("t", 0): 3, ("t", 1): 2}, True)] and not scoring._in_flight
+
+
+def test_at_least_once_refused_output_rewinds_to_the_first_unacknowledged_batch() -> None:
+    scoring, consumer, producer = at_least_once_loop()
+    done, failing, later = [incoming(0, 0)], [incoming(0, 1), incoming(1, 5)], [incoming(1, 6), incoming(0, 2)]
+    for batch in (done, failing, later):
+        deliver(scoring, batch)
+    producer.callbacks[0](None, None)
+    producer.callbacks[1](KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "too large"), None)
+    for callback in producer.callbacks[2:]:
+        callback(None, None)
+    with pytest.raises(loop.DeliveryFailed, match="MSG_SIZE_TOO_LARGE") as failed:
+        scoring._settle()
+    assert failed.value.batch == failing
+    assert consumer.commits == [({("t", 0): 1}, True)]  # the batch before the refused one, and nothing after
+    assert sorted(consumer.seeks) == [("t", 0, 1), ("t", 1, 5)] and not scoring._in_flight
+    scoring.stop()
+    for _ in range(loop.POISON_BATCH_ATTEMPTS - 1):
+        scoring._after_failure(failed.value.batch, failed.value)
+    with pytest.raises(ScorerFatalError, match="refused the same batch"):
+        scoring._after_failure(failed.value.batch, failed.value)
+
+
+def test_at_least_once_revoke_commits_what_is_acknowledged_and_forgets_the_rest() -> None:
+    scoring, consumer, producer = at_least_once_loop()
+    deliver(scoring, [incoming(0, 0)])
+    deliver(scoring, [incoming(1, 0)])
+    producer.callbacks[0](None, None)  # the second is never acknowledged (flush timed out)
+    scoring._on_revoke(consumer, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
+    assert consumer.commits == [({("t", 0): 1}, False)] and not scoring._in_flight
