@@ -201,10 +201,11 @@ class HealthMonitor:
             await asyncio.sleep(self.interval)
 
     async def refresh(self) -> None:
-        from consumer.model import registry_answers
+        from consumer.mlflow_probe import mlflow_answers
 
         if self.settings.mlflow.enabled:
-            reachable = await asyncio.to_thread(registry_answers, self.settings.mlflow.tracking_uri, 2.0)
+            reachable = await asyncio.to_thread(mlflow_answers, self.settings.mlflow.tracking_uri, 2.0,
+                                                local_store_answers=True)
             self.state.set_mlflow_reachable(reachable)
         self.observe(time.monotonic())
         self.refreshed_at = time.time()

@@ -16,8 +16,6 @@ import os
 import pickle
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from consumer.handle import ModelHandle
+from consumer.mlflow_probe import mlflow_answers
 from consumer.settings import Settings
 from schemas.examples import EXAMPLE_RECORD
 
@@ -70,17 +69,6 @@ def configure_mlflow_client() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def registry_answers(tracking_uri: str, timeout: float = 3.0) -> bool:
-    """True when the tracking server's /health answers (local file stores always 'answer')."""
-    if not tracking_uri.startswith(("http://", "https://")):
-        return True
-    try:
-        with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
 class ModelLoader:
     """Talks to one MLflow registry for one registered model name."""
 
@@ -94,7 +82,7 @@ class ModelLoader:
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def reachable(self) -> bool:
-        return registry_answers(self.tracking_uri)
+        return mlflow_answers(self.tracking_uri, 3.0, local_store_answers=True)
 
     # --- resolution ----------------------------------------------------------------------------------
     def resolve(self, *, version: str | None = None, alias: str | None = None,

@@ -21,7 +21,8 @@ from confluent_kafka import TopicPartition
 from consumer.control import ControlListener, StatusPublisher, control_start_offsets
 from consumer.handle import ModelHandle
 from consumer.loop import ScorerFatalError, ScoringLoop, check_kafka_topics
-from consumer.model import ModelLoader, load_startup_model, registry_answers
+from consumer.mlflow_probe import mlflow_answers
+from consumer.model import ModelLoader, load_startup_model
 from consumer.monitoring import build_monitoring_hooks
 from consumer.poller import RegistryPoller
 from consumer.reload import Reloader
@@ -73,8 +74,8 @@ class ScorerService:
         loader = ModelLoader(self.settings) if self.settings.mlflow.enabled else None
         handle = self._initial_model or load_startup_model(self.settings, loader)
         self.state.on_model_loaded(handle)
-        self.state.set_mlflow_reachable(handle.source == "registry" or registry_answers(
-            self.settings.mlflow.tracking_uri))
+        self.state.set_mlflow_reachable(handle.source == "registry" or mlflow_answers(
+            self.settings.mlflow.tracking_uri, 3.0, local_store_answers=True))
         self.state.record_reload(ReloadResult("started", handle.version, detail=handle.label,
                                               load_seconds=handle.load_seconds))
         logger.info("model %s loaded in %.2fs from %s", handle.label, handle.load_seconds, handle.uri)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from consumer.mlflow_probe import mlflow_answers
 from consumer.settings import PROJECT_ROOT, Settings
 from stack.kafka import LocalKafka, broker_answers, ensure_topics
-from stack.mlflow_server import LocalMlflow, mlflow_answers
+from stack.mlflow_server import LocalMlflow
 from stack.processes import StackError, stop_process
 
 logger = logging.getLogger(__name__)

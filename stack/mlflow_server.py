@@ -5,23 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from consumer.mlflow_probe import mlflow_answers
 from stack.processes import StackError, port_is_free, read_pid, start_process, stop_process, tail, wait_until
 
 logger = logging.getLogger(__name__)
-
-
-def mlflow_answers(tracking_uri: str, timeout: float = 2.0) -> bool:
-    """True when the tracking server's health endpoint answers."""
-    try:
-        with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
 
 
 @dataclass

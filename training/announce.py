@@ -74,13 +74,14 @@ def _who() -> str:
 def audit_promotion(settings: Settings, result: TrainingResult, event: dict[str, Any] | None, detail: str) -> None:
     """Record the promotion in the audit trail; tag the version when its registry answers (never raises)."""
     from admin_api.audit import AuditLog, AuditRecord, mlflow_tagger, utc_stamp
-    from consumer.model import configure_mlflow_client, registry_answers
+    from consumer.mlflow_probe import mlflow_answers
+    from consumer.model import configure_mlflow_client
 
     record = AuditRecord(at=utc_stamp(), who=_who(), action="promote", model_name=result.model_name,
                          version=result.version, alias=CHAMPION_ALIAS, stage=PRODUCTION, detail=detail,
                          source=SOURCE, event_id=event["event_id"] if event else None)
     tagger = None
-    if settings.mlflow.enabled and registry_answers(result.tracking_uri, 2.0):
+    if settings.mlflow.enabled and mlflow_answers(result.tracking_uri, 2.0, local_store_answers=True):
         configure_mlflow_client()
         from mlflow.tracking import MlflowClient
 
