@@ -2,8 +2,9 @@
 
 It runs inside the scorer process (``ScorerService._start_admin_api``) on the asyncio loop, next to the
 scoring thread. Middlewares, outermost first: request metrics, JSON errors, API-key auth. Background work
-owned by the app: the health monitor (cached MLflow reachability, Kafka outage, DLQ rate); and, when it runs
-without a service (tests, ``python -m admin_api``), its own model reloader and monitoring hooks.
+owned by the app: the health monitor (cached MLflow reachability, Kafka outage, DLQ rate); the control-topic
+publisher (one Kafka producer for all its announcements, closed with the app); and, when it runs without a
+service (tests, ``python -m admin_api``), its own model reloader and monitoring hooks.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from aiohttp import web
 
 from admin_api.auth import auth_middleware
 from admin_api.errors import error_middleware
-from admin_api.keys import health_key, registry_key, service_key, settings_key, state_key
+from admin_api.keys import health_key, publisher_key, registry_key, service_key, settings_key, state_key
 from admin_api.registry import RegistryOps
 from admin_api.routes import setup_routes
 from admin_api.views import HealthMonitor, app_reloader_key
@@ -60,6 +61,8 @@ def create_app(settings: Settings, *, state: ScorerState, service: Any = None,
         alone, with a reloader and monitoring hooks of its own.
     :param registry: registry operations (default: an MlflowClient on ``settings.mlflow.tracking_uri``).
     """
+    from consumer.control import ModelUpdatePublisher  # Kafka client: imported when an app is made, as views do
+
     app = web.Application(middlewares=[request_metrics, error_middleware, auth_middleware],
                           client_max_size=CLIENT_MAX_SIZE)
     app[settings_key] = settings
@@ -67,8 +70,10 @@ def create_app(settings: Settings, *, state: ScorerState, service: Any = None,
     app[service_key] = service
     app[registry_key] = registry or RegistryOps(settings)
     app[health_key] = HealthMonitor(settings, state, service=service)
+    app[publisher_key] = ModelUpdatePublisher(settings)  # its producer is made by the first announcement
     setup_routes(app)
     app.cleanup_ctx.append(_health_monitor)
+    app.cleanup_ctx.append(_close_publisher)
     app.cleanup_ctx.append(_own_helpers)
     return app
 
@@ -81,6 +86,11 @@ async def _health_monitor(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _close_publisher(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await asyncio.to_thread(app[publisher_key].close)
 
 
 async def _own_helpers(app: web.Application) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from admin_api.registry import RegistryOps
     from admin_api.views import HealthMonitor
+    from consumer.control import ModelUpdatePublisher
     from consumer.settings import Settings
     from consumer.state import ScorerState
 
@@ -18,3 +19,5 @@ service_key: web.AppKey[Any] = web.AppKey("service")
 """The ScorerService, or None when the API runs without a scoring loop (tests)."""
 registry_key: web.AppKey[RegistryOps] = web.AppKey("registry")
 health_key: web.AppKey[HealthMonitor] = web.AppKey("health")
+publisher_key: web.AppKey[ModelUpdatePublisher] = web.AppKey("model_update_publisher")
+"""Announces registry changes on the control topic: one producer for the app's lifetime."""

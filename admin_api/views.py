@@ -22,7 +22,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from admin_api.errors import ApiError, bad_request, json_response, not_found, unavailable
-from admin_api.keys import health_key, registry_key, service_key, settings_key, state_key
+from admin_api.keys import health_key, publisher_key, registry_key, service_key, settings_key, state_key
 from admin_api.registry import (
     RegistryOps,
     validate_alias,
@@ -347,11 +347,11 @@ app_reloader_key: web.AppKey[Any] = web.AppKey("app_reloader")
 
 async def announce(request: web.Request, **event: Any) -> dict[str, Any]:
     """Publish a ModelUpdateEvent after a registry change: ``{"announced": bool, "event": ..., ...}``."""
-    from consumer.control import ControlPublishError, publish_model_update
+    from consumer.control import ControlPublishError
 
     settings = _settings(request)
     try:
-        published = await asyncio.to_thread(publish_model_update, settings, source="admin_api", **event)
+        published = await asyncio.to_thread(request.app[publisher_key].publish, source="admin_api", **event)
     except (ControlPublishError, ValueError) as exc:
         logger.error("registry changed but the event was not announced on %s: %s", settings.topics.model_updates,
                      exc)
@@ -624,10 +624,10 @@ async def mlflow_webhook(request: web.Request) -> web.Response:
         return json_response({"status": "ignored", "entity": str(payload.get("entity")),
                               "action": str(payload.get("action"))})
     event.pop("source", None)
-    from consumer.control import ControlPublishError, publish_model_update
+    from consumer.control import ControlPublishError
 
     try:
-        published = await asyncio.to_thread(publish_model_update, settings, source="webhook", **event)
+        published = await asyncio.to_thread(request.app[publisher_key].publish, source="webhook", **event)
     except ControlPublishError as exc:
         raise unavailable("kafka_unavailable", f"the webhook's event was not published: {exc}") from None
     return json_response({"status": "published", "event": published}, status=202)

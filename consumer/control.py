@@ -1,7 +1,8 @@
 """The control plane on Kafka: model-update events in, scorer statuses out, and the fleet view.
 
 - ``publish_model_update``: announce a promotion / reload / rollback on ``housing.model-updates`` (keyed by
-  model name); used by housing-train, the admin API and the webhook receiver.
+  model name); used by housing-train. The admin API and its webhook receiver keep one ``ModelUpdatePublisher``
+  (one producer) for the app's lifetime instead.
 - ``ControlListener``: a thread in every scorer reading the control topic with its own consumer, by
   ``assign()`` to every partition (no consumer group, no commits), so every instance sees every event. The
   service takes the topic's end offsets *before* it resolves its start-up model and the listener reads from
@@ -104,34 +105,75 @@ def build_model_update(*, type: str, model_name: str, version: str | None = None
     }
 
 
+class ModelUpdatePublisher:
+    """Publishes ModelUpdateEvents through one producer, made on first use and kept until ``close()``.
+
+    For a caller that announces many events (the admin API keeps one for its lifetime); thread-safe, one event
+    at a time, each flushed before ``publish`` returns. The one-shot functions below use a throwaway one.
+    """
+
+    def __init__(self, settings: Settings, *, timeout: float = 10.0) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self._producer: Producer | None = None
+        self._lock = threading.Lock()
+
+    def publish(self, *, type: str, model_name: str, version: str | None = None, alias: str | None = None,
+                stage: str | None = None, model_uri: str | None = None, source: str) -> dict[str, Any]:
+        """Announce a model change to every scorer; returns the event as published.
+
+        :param type: ``promoted`` (an alias/stage now points at ``version``), ``reload`` (resolve again) or
+            ``rollback`` (back to ``version``, or to each scorer's previous version when None).
+        :param source: who issued it (training, admin_api, webhook, ...), shown in statuses and logs.
+        :raises ControlPublishError: the broker did not acknowledge it within ``timeout`` seconds.
+        :raises ValueError: unknown type.
+        """
+        event = build_model_update(type=type, model_name=model_name, version=version, alias=alias, stage=stage,
+                                   model_uri=model_uri, source=source)
+        self.publish_event(event)
+        logger.info("published %s event %s for %s v%s (@%s) to %s", type, event["event_id"], model_name, version,
+                    alias, self.settings.topics.model_updates)
+        return event
+
+    def publish_event(self, event: Mapping[str, Any]) -> None:
+        """Publish a complete ModelUpdateEvent as given (e.g. re-sending one with its original event id).
+
+        :raises ControlPublishError: not acknowledged within ``timeout`` seconds.
+        :raises ValidationError: the event does not match the ModelUpdateEvent schema.
+        """
+        settings = self.settings
+        with self._lock:
+            if self._producer is None:
+                self._producer = _producer(settings, self.timeout)
+            try:
+                _produce_and_flush(self._producer, settings.topics.model_updates, str(event["model_name"]),
+                                   encode_model_update(event), self.timeout, settings.kafka.bootstrap_servers)
+            except ControlPublishError:
+                # Drop it, unacknowledged message and all: the next event gets a fresh producer (and connection),
+                # exactly as when every event had its own.
+                self._producer = None
+                raise
+
+    def close(self) -> None:
+        """Flush (every publish already did: normally instant, at most ``timeout``), then drop the producer."""
+        with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.flush(self.timeout)  # dropping the last reference closes its connections
+
+
 def publish_model_update(settings: Settings, *, type: str, model_name: str, version: str | None = None,
                          alias: str | None = None, stage: str | None = None, model_uri: str | None = None,
                          source: str, timeout: float = 10.0) -> dict[str, Any]:
-    """Announce a model change to every scorer; returns the event as published.
-
-    :param type: ``promoted`` (an alias/stage now points at ``version``), ``reload`` (resolve again) or
-        ``rollback`` (back to ``version``, or to each scorer's previous version when None).
-    :param source: who issued it (training, admin_api, webhook, ...), shown in statuses and logs.
-    :raises ControlPublishError: the broker did not acknowledge it within ``timeout`` seconds.
-    :raises ValueError: unknown type.
-    """
-    event = build_model_update(type=type, model_name=model_name, version=version, alias=alias, stage=stage,
-                               model_uri=model_uri, source=source)
-    publish_event(settings, event, timeout=timeout)
-    logger.info("published %s event %s for %s v%s (@%s) to %s", type, event["event_id"], model_name, version,
-                alias, settings.topics.model_updates)
-    return event
+    """One-shot ``ModelUpdatePublisher.publish`` with a producer of its own (housing-train, tests, bench)."""
+    return ModelUpdatePublisher(settings, timeout=timeout).publish(
+        type=type, model_name=model_name, version=version, alias=alias, stage=stage, model_uri=model_uri,
+        source=source)
 
 
 def publish_event(settings: Settings, event: Mapping[str, Any], *, timeout: float = 10.0) -> None:
-    """Publish a complete ModelUpdateEvent as given (e.g. re-sending one with its original event id).
-
-    :raises ControlPublishError: not acknowledged within ``timeout`` seconds.
-    :raises ValidationError: the event does not match the ModelUpdateEvent schema.
-    """
-    producer = _producer(settings, timeout)
-    _produce_and_flush(producer, settings.topics.model_updates, str(event["model_name"]),
-                       encode_model_update(event), timeout, settings.kafka.bootstrap_servers)
+    """One-shot ``ModelUpdatePublisher.publish_event`` with a producer of its own."""
+    ModelUpdatePublisher(settings, timeout=timeout).publish_event(event)
 
 
 # --- reading the control topic ------------------------------------------------------------------------
