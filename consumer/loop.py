@@ -1,25 +1,28 @@
 """The Kafka scoring loop: the only module of consumer/ that talks to the input and output topics.
 
-One batch at a time: consume up to ``BATCH_MAX_RECORDS`` or ``BATCH_MAX_WAIT_MS``, score it with the pure
-core, then produce predictions and dead letters and commit the input offsets.
+One batch at a time: wait for a record, take what else arrives within ``BATCH_MAX_WAIT_MS`` (up to
+``BATCH_MAX_RECORDS``), score it with the pure core, then produce predictions and dead letters and commit the
+input offsets. Batches size themselves: under load, what arrived while the last batch was scored is the next.
 
 - ``exactly_once`` (default): a transactional producer; the batch's outputs and its input offsets go in one
   transaction (KIP-447: offsets sent with the consumer's group metadata, so a zombie instance is fenced by
   the group generation). A failed batch is aborted and the consumer rewound to the batch start, so it is
-  scored again; downstream ``read_committed`` readers see each output exactly once.
+  scored again; downstream ``read_committed`` readers see each output exactly once. The commit of batch N
+  runs on a worker thread while batch N+1 is consumed and scored; N+1 is produced only once N is committed
+  (one transaction at a time), and if N fails, N+1 is rewound with it.
 - ``at_least_once``: idempotent producer; the loop does not wait for acknowledgements. Each batch's outputs
   are produced and the loop moves on; a batch's input offsets are committed (asynchronously) once every output
   of it and of every batch before it is acknowledged. An output the broker refuses rewinds the consumer to the
   first unacknowledged batch, which is scored again (duplicates, never gaps).
 
-A transaction is never open while ``consume`` runs, so rebalance callbacks never race a batch: by the time
-partitions are revoked or lost, the last batch is committed or aborted (exactly-once), or the producer is
-flushed and the acknowledged offsets committed (at-least-once).
+Rebalance callbacks never race a batch: before partitions are revoked or lost, the commit in flight is
+finished (exactly-once), or the producer is flushed and the acknowledged offsets committed (at-least-once).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -40,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 
 TRANSIENT_RETRIES = 5
+IDLE_POLL_SECONDS = 0.1
+"""With nothing to consume, the loop still checks for stop, fatal errors and acknowledgements this often."""
 LAG_REFRESH_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 5.0
 POISON_BATCH_ATTEMPTS = 5
@@ -97,6 +102,79 @@ SEND_OFFSETS_DEADLINE_SECONDS = 40.0
 
 class BatchFailed(Exception):
     """A batch could not be committed; it was aborted and will be consumed again."""
+
+
+COMMIT_DEADLINE_SECONDS = SEND_OFFSETS_DEADLINE_SECONDS + TRANSIENT_RETRIES * 30
+"""commit_transaction gets 30 s per attempt; past all attempts plus slack the call is taken as stuck."""
+
+
+class CallOutcome:
+    """The result of one call handed to a ``ProducerWorker``: set once, waited for with a deadline."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self.error: BaseException | None = None
+
+    def set(self, error: BaseException | None) -> None:
+        self.error = error
+        self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.wait(timeout)
+
+
+class ProducerWorker:
+    """One daemon thread that runs blocking transactional-producer calls, in order.
+
+    Reused batch after batch. A call stuck inside librdkafka past its deadline (#5456) leaves the worker
+    behind with its producer: a daemon thread never keeps the process from exiting.
+    """
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], CallOutcome] | None] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="txn-worker", daemon=True).start()
+
+    def _run(self) -> None:
+        while (item := self._calls.get()) is not None:
+            call, outcome = item
+            try:
+                call()
+                outcome.set(None)
+            except BaseException as exc:  # handed back to the scoring thread
+                outcome.set(exc)
+
+    def submit(self, call: Callable[[], Any]) -> CallOutcome:
+        outcome = CallOutcome()
+        self._calls.put((call, outcome))
+        return outcome
+
+    def run(self, call: Callable[[], Any], deadline: float) -> None:
+        """Run ``call`` and wait for it: its exception is raised here, TransactionStuck past ``deadline``."""
+        finish(self.submit(call), deadline)
+
+    def close(self) -> None:
+        self._calls.put(None)
+
+
+def finish(outcome: CallOutcome, deadline: float) -> None:
+    if not outcome.wait(deadline):
+        raise TransactionStuck(f"producer call did not return within {deadline:.0f}s")
+    if outcome.error is not None:
+        raise outcome.error
+
+
+class PendingCommit:
+    """Exactly-once: a batch produced in a transaction whose commit runs on the worker."""
+
+    __slots__ = ("batch", "handle", "outcome", "result", "started")
+
+    def __init__(self, batch: list[Incoming], result: BatchResult, handle: ModelHandle, started: float,
+                 outcome: CallOutcome) -> None:
+        self.batch, self.result, self.handle, self.started, self.outcome = batch, result, handle, started, outcome
 
 
 class DeliveryFailed(BatchFailed):
@@ -285,6 +363,8 @@ class ScoringLoop:
         self._stop = threading.Event()
         self._fatal: str | None = None
         self._in_flight: deque[InFlightBatch] = deque()
+        self._pending: PendingCommit | None = None
+        self._worker: ProducerWorker | None = None
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._next_lag_refresh = 0.0
@@ -325,20 +405,36 @@ class ScoringLoop:
                         self.settings.scorer.batch_max_wait_ms)
             while not self._stop.is_set():
                 self._raise_if_fatal()
-                messages = consumer.consume(self.settings.scorer.batch_max_records,
-                                            self.settings.scorer.batch_max_wait_ms / 1000 or 0.001)
+                messages = self._next_batch(consumer)
                 self._raise_if_fatal()
                 if messages:
                     self._process(messages)
                 if self._in_flight:
                     self._settle_or_rewind()
+                if self._pending is not None and self._pending.outcome.done:
+                    self._finish_pending_or_rewind()
                 self._refresh_lag()
         finally:
             self.state.consumer_running = False
             self._close()
 
+    def _next_batch(self, consumer: Consumer) -> list[Message]:
+        """Block until a record is there (at most IDLE_POLL_SECONDS), then take what else arrives within
+        BATCH_MAX_WAIT_MS, up to BATCH_MAX_RECORDS. A record never waits for a batch to fill."""
+        first = consumer.poll(IDLE_POLL_SECONDS)
+        if first is None:
+            return []
+        more = self.settings.scorer.batch_max_records - 1
+        return [first, *consumer.consume(more, self.settings.scorer.batch_max_wait_ms / 1000)] if more else [first]
+
     def _close(self) -> None:
         deadline = self.settings.scorer.shutdown_timeout
+        try:
+            self._finish_pending_or_rewind(backoff=False)
+        except ScorerFatalError as exc:  # already stopping: the open transaction is aborted by the broker
+            logger.warning("last commit at shutdown: %s", exc)
+        if self._worker is not None:
+            self._worker.close()
         if self._producer is not None:
             try:
                 remaining = self._producer.flush(deadline)
@@ -369,6 +465,7 @@ class ScoringLoop:
         # Exactly-once: every batch was committed (or aborted and rewound) before consume() ran again.
         # At-least-once: commit what is acknowledged before the partitions move on.
         logger.info("revoked %s", _describe(partitions))
+        self._finish_pending_or_rewind(backoff=False)
         if self._in_flight and self._producer is not None:
             self._producer.flush(self.settings.scorer.shutdown_timeout)
             self._commit_acknowledged("rebalance")
@@ -376,6 +473,7 @@ class ScoringLoop:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.warning("lost %s (another member may already own them)", _describe(partitions))
+        self._finish_pending_or_rewind(backoff=False)  # its commit fails if the group moved on: aborted
         if self._in_flight:  # too late to commit: the new owner scores these batches again
             logger.warning("%d produced batches not committed; their records will be scored again",
                            len(self._in_flight))
@@ -483,6 +581,9 @@ class ScoringLoop:
             self._after_failure(batch, BatchFailed(f"schema registry unavailable: {exc}"))
             return
         try:
+            if self.exactly_once:
+                self._deliver_in_transaction(batch, result, handle, started)
+                return  # observed once committed
             self._deliver(batch, result)
         except BatchFailed as exc:
             self._after_failure(batch, exc)
@@ -508,27 +609,75 @@ class ScoringLoop:
                 f"{self.settings.topics.dead_letter} or lower DLQ_MAX_VALUE_BYTES")
         self._stop.wait(min(MAX_BACKOFF_SECONDS, 0.05 * 2 ** self._consecutive_failures))
 
-    def _deliver(self, batch: list[Incoming], result: BatchResult) -> None:
+    def _deliver_in_transaction(self, batch: list[Incoming], result: BatchResult, handle: ModelHandle,
+                                started: float) -> None:
+        """Produce the batch and send its offsets in a transaction, then hand the commit to the worker.
+
+        :raises BatchFailed: this batch, or the previous one whose commit failed (this one rewound with it).
+        """
+        self._finish_pending(also_rewind=batch)  # one transaction at a time
         producer, consumer = self._producer, self._consumer
         assert producer is not None and consumer is not None
+        if self._worker is None:
+            self._worker = ProducerWorker()
+        worker, topics = self._worker, self.settings.topics
+        offsets = _next_offsets(batch)
+        try:
+            producer.begin_transaction()
+            self._produce_all(result, topics.predictions, topics.dead_letter)
+            group_metadata = consumer.consumer_group_metadata()
+            worker.run(lambda: producer.send_offsets_to_transaction(offsets, group_metadata, 30),
+                       SEND_OFFSETS_DEADLINE_SECONDS)
+        except TransactionStuck as exc:
+            self._abandon_producer(batch, exc)
+            raise BatchFailed(str(exc)) from exc
+        except KafkaException as exc:
+            self._abort_and_rewind(batch, exc)
+            raise BatchFailed(str(exc)) from exc
+        self._pending = PendingCommit(batch, result, handle, started, worker.submit(self._commit_transaction))
+
+    def _finish_pending(self, also_rewind: Sequence[Incoming] = ()) -> None:
+        """Wait for the commit in flight; on success count and observe its batch.
+
+        :param also_rewind: a batch consumed after it and not produced: rewound with it if it failed.
+        :raises BatchFailed: the commit failed; the transaction was aborted and both batches rewound.
+        """
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        records = [*pending.batch, *also_rewind]
+        try:
+            finish(pending.outcome, COMMIT_DEADLINE_SECONDS)
+        except TransactionStuck as exc:
+            self._abandon_producer(records, exc)
+            raise BatchFailed(str(exc)) from exc
+        except KafkaException as exc:
+            self._abort_and_rewind(records, exc)
+            raise BatchFailed(str(exc)) from exc
+        self.state.metrics.transactions.labels(result="committed").inc()
+        self._consecutive_failures = self._non_retriable_failures = self._producer_replacements = 0
+        self._observe(pending.batch, pending.result, pending.handle, pending.started)
+
+    def _finish_pending_or_rewind(self, *, backoff: bool = True) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        try:
+            self._finish_pending()
+        except BatchFailed as exc:
+            if backoff:
+                self._after_failure(pending.batch, exc)
+            else:  # in a rebalance callback or at shutdown: report, never raise out of it
+                self.state.metrics.transactions.labels(result="aborted").inc()
+                logger.warning("batch of %d at %s aborted and rewound: %s", len(pending.batch),
+                               _positions(pending.batch), exc)
+
+    def _deliver(self, batch: list[Incoming], result: BatchResult) -> None:
+        """At-least-once: produce the batch's outputs and move on; ``_settle`` commits once acknowledged."""
+        producer = self._producer
+        assert producer is not None
         topics = self.settings.topics
         offsets = _next_offsets(batch)
-        if self.exactly_once:
-            try:
-                producer.begin_transaction()
-                self._produce_all(result, topics.predictions, topics.dead_letter)
-                group_metadata = consumer.consumer_group_metadata()
-                self._within_deadline(lambda: producer.send_offsets_to_transaction(offsets, group_metadata, 30),
-                                      SEND_OFFSETS_DEADLINE_SECONDS)
-                self._commit_transaction()
-            except TransactionStuck as exc:
-                self._abandon_producer(batch, exc)
-                raise BatchFailed(str(exc)) from exc
-            except KafkaException as exc:
-                self._abort_and_rewind(batch, exc)
-                raise BatchFailed(str(exc)) from exc
-            self.state.metrics.transactions.labels(result="committed").inc()
-            return
         flight = InFlightBatch(batch, offsets, len(result.scored) + len(result.rejected))
         self._in_flight.append(flight)  # first: a failure found while waiting below rewinds this batch too
         while len(self._in_flight) > MAX_BATCHES_IN_FLIGHT and not self._stop.is_set():
@@ -648,29 +797,6 @@ class ScoringLoop:
                     continue
                 raise
 
-    def _within_deadline(self, call: Callable[[], Any], deadline: float) -> None:
-        """Run a blocking producer call on a watchdog thread; TransactionStuck if it has not returned in time.
-
-        A daemon thread per call (per batch, not per record): a call stuck forever must not keep the process
-        from exiting, which a pooled worker would (pools are joined at exit).
-        """
-        outcome: list[BaseException | None] = []
-
-        def run() -> None:
-            try:
-                call()
-                outcome.append(None)
-            except BaseException as exc:  # handed back to the scoring thread below
-                outcome.append(exc)
-
-        thread = threading.Thread(target=run, name="txn-watchdog", daemon=True)
-        thread.start()
-        thread.join(deadline)
-        if not outcome:
-            raise TransactionStuck(f"producer call did not return within {deadline:.0f}s")
-        if outcome[0] is not None:
-            raise outcome[0]
-
     @property
     def abandoned_clients(self) -> int:
         """Producers left stuck inside librdkafka; the process must not wait for them at exit."""
@@ -681,6 +807,7 @@ class ScoringLoop:
         (its open transaction is aborted by the coordinator) and the batch is consumed again."""
         logger.warning("%s: replacing the transactional producer (librdkafka #5456)", exc)
         self._abandoned.append(self._producer)  # never destroyed while its call may still be running
+        self._worker = None  # stuck inside that call; the next transaction gets a new worker
         self._replace_producer(KafkaError(KafkaError._TIMED_OUT, str(exc)), counted=False)
         self._rewind(batch)
 

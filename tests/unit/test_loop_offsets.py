@@ -241,3 +241,70 @@ def test_at_least_once_revoke_commits_what_is_acknowledged_and_forgets_the_rest(
     producer.callbacks[0](None, None)  # the second is never acknowledged (flush timed out)
     scoring._on_revoke(consumer, [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
     assert consumer.commits == [({("t", 0): 1}, False)] and not scoring._in_flight
+
+
+class TransactionalFake:
+    """A transactional producer whose commits fail on demand; every call is recorded in order."""
+
+    def __init__(self, failing_commits: int = 0) -> None:
+        self.calls: list[str] = []
+        self.failing_commits = failing_commits
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, headers: Any, **_: Any) -> None:
+        self.calls.append(f"produce {value.decode()}")
+
+    def send_offsets_to_transaction(self, offsets: list[TopicPartition], metadata: Any, timeout: float) -> None:
+        self.calls.append("send_offsets " + ",".join(f"{tp.partition}:{tp.offset}" for tp in offsets))
+
+    def commit_transaction(self, timeout: float) -> None:
+        if self.failing_commits:
+            self.failing_commits -= 1
+            raise KafkaException(KafkaError(KafkaError.INVALID_TXN_STATE, "commit refused"))
+        self.calls.append("commit")
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.calls.append("abort")
+
+
+class GroupConsumer(FakeConsumer):
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+
+def transactional_loop(failing_commits: int) -> tuple[ScoringLoop, GroupConsumer, TransactionalFake]:
+    scoring = make_loop()
+    consumer, producer = GroupConsumer([("t", 0), ("t", 1)]), TransactionalFake(failing_commits)
+    scoring._consumer, scoring._producer = consumer, producer  # type: ignore[assignment]
+    return scoring, consumer, producer
+
+
+def outputs(batch: list[Incoming]) -> BatchResult:
+    return BatchResult([], [Rejected(m.key, f"{m.partition}/{m.offset}".encode(), [], m, "r", "decode", "m")
+                            for m in batch], None, np.empty(0))
+
+
+def test_exactly_once_commits_in_the_background_one_transaction_at_a_time() -> None:
+    scoring, _, producer = transactional_loop(failing_commits=0)
+    first, second = [incoming(0, 0), incoming(1, 0)], [incoming(0, 1)]
+    scoring._deliver_in_transaction(first, outputs(first), None, 0.0)  # type: ignore[arg-type]
+    assert scoring._pending is not None and scoring._pending.outcome.wait(5)
+    scoring._deliver_in_transaction(second, outputs(second), None, 0.0)  # type: ignore[arg-type]
+    scoring._finish_pending()
+    assert producer.calls == ["begin", "produce 0/0", "produce 1/0", "send_offsets 0:1,1:1", "commit",
+                              "begin", "produce 0/1", "send_offsets 0:2", "commit"]
+    assert scoring.state.counts["consumed"] == 3
+
+
+def test_exactly_once_failed_commit_rewinds_its_batch_and_the_next_one_scored_meanwhile() -> None:
+    scoring, consumer, producer = transactional_loop(failing_commits=1)
+    first, second = [incoming(0, 4), incoming(0, 5)], [incoming(1, 9), incoming(0, 6)]
+    scoring._deliver_in_transaction(first, outputs(first), None, 0.0)  # type: ignore[arg-type]
+    with pytest.raises(BatchFailed, match="commit refused"):
+        scoring._deliver_in_transaction(second, outputs(second), None, 0.0)  # type: ignore[arg-type]
+    # The second batch was never produced; both go back to their first offsets.
+    assert producer.calls == ["begin", "produce 0/4", "produce 0/5", "send_offsets 0:6", "abort"]
+    assert sorted(consumer.seeks) == [("t", 0, 4), ("t", 1, 9)]
+    assert scoring._pending is None and scoring.state.counts["consumed"] == 0
