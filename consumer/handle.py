@@ -43,8 +43,23 @@ class ModelHandle:
     reference_profile: Mapping[str, Any] | None = None
     """The training split's feature profile (bin edges and proportions) for drift monitoring."""
 
+    def __post_init__(self) -> None:
+        from consumer.fastpath import verified_predictor
+
+        # Where the model has the training pipeline's shape, a numpy path that predicts exactly what it does
+        # without pandas per call (consumer/fastpath.py); checked here, once per loaded model.
+        object.__setattr__(self, "_fast_predict", verified_predictor(self.model, self.input_example))
+
+    @property
+    def fast_path(self) -> bool:
+        """Whether predictions go through the verified numpy fast path."""
+        return self._fast_predict is not None  # type: ignore[attr-defined]
+
     def predict(self, frame: Any) -> np.ndarray:
         """One vectorised call for a whole batch; returns float64 predictions."""
+        fast = self._fast_predict  # type: ignore[attr-defined]
+        if fast is not None:
+            return fast(frame)  # type: ignore[no-any-return]
         return np.asarray(self.model.predict(frame), dtype=np.float64).reshape(-1)
 
     @property
