@@ -248,6 +248,10 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         # and abort its open transaction at once; the short timeout bounds how long a crashed one can block.
         config["transactional.id"] = f"{scorer.group_id}-{scorer.instance_id}"
         config["transaction.timeout.ms"] = 15000
+        # A transaction begun right after the last commit can find the broker still writing that commit's
+        # markers (CONCURRENT_TRANSACTIONS): librdkafka retries after retry.backoff.ms, 100 ms by default,
+        # which showed up as ~100-200 ms stalls at 10,000 records/s. Retry sooner (it backs off exponentially).
+        config["retry.backoff.ms"] = 10
     return config
 
 
