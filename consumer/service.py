@@ -10,6 +10,7 @@ clients and exit 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import threading
@@ -84,6 +85,10 @@ class ScorerService:
         monitoring = build_monitoring_hooks(self.settings, self.state)
         self.components.extend(monitoring)
         self.loop = ScoringLoop(self.settings, self.state, hooks=(*self._extra_hooks, *hooks, *monitoring))
+        # MLflow, scikit-learn and pandas leave about a million long-lived objects; a full garbage collection
+        # walking them all stalls every thread for tens of ms. Frozen, later collections skip them.
+        gc.collect()
+        gc.freeze()
         self._thread = threading.Thread(target=self._run_loop, name="scoring-loop", daemon=True)
         self._thread.start()
 
