@@ -187,6 +187,8 @@ class DeliveryFailed(BatchFailed):
 
 MAX_BATCHES_IN_FLIGHT = 8
 """At-least-once: batches produced but not yet acknowledged, at most (bounds what a failure scores again)."""
+AT_LEAST_ONCE_COMMIT_INTERVAL_SECONDS = 0.1
+"""At-least-once: acknowledged offsets are committed at most this often (not per batch: batches can be tiny)."""
 AT_LEAST_ONCE_DELIVERY_TIMEOUT_MS = 60_000
 """At-least-once: an output not acknowledged within this fails its batch (well inside max.poll.interval.ms)."""
 
@@ -367,6 +369,8 @@ class ScoringLoop:
         self._stop = threading.Event()
         self._fatal: str | None = None
         self._in_flight: deque[InFlightBatch] = deque()
+        self._acknowledged: dict[tuple[str, int], TopicPartition] = {}
+        self._next_commit = 0.0
         self._pending: PendingCommit | None = None
         self._worker: ProducerWorker | None = None
         self._consumer: Consumer | None = None
@@ -413,7 +417,7 @@ class ScoringLoop:
                 self._raise_if_fatal()
                 if messages:
                     self._process(messages)
-                if self._in_flight:
+                if self._in_flight or self._acknowledged:
                     self._settle_or_rewind()
                 if self._pending is not None and self._pending.outcome.done:
                     self._finish_pending_or_rewind()
@@ -470,7 +474,7 @@ class ScoringLoop:
         # At-least-once: commit what is acknowledged before the partitions move on.
         logger.info("revoked %s", _describe(partitions))
         self._finish_pending_or_rewind(backoff=False)
-        if self._in_flight and self._producer is not None:
+        if (self._in_flight or self._acknowledged) and self._producer is not None:
             self._producer.flush(self.settings.scorer.shutdown_timeout)
             self._commit_acknowledged("rebalance")
         self.state.set_assignment(frozenset())
@@ -482,6 +486,7 @@ class ScoringLoop:
             logger.warning("%d produced batches not committed; their records will be scored again",
                            len(self._in_flight))
             self._in_flight.clear()
+        self._acknowledged.clear()
         self.state.set_assignment(frozenset())
 
     # --- errors --------------------------------------------------------------------------------------
@@ -725,7 +730,7 @@ class ScoringLoop:
 
         :raises DeliveryFailed: a batch has an output the broker refused; it and every later batch were rewound.
         """
-        acknowledged: dict[tuple[str, int], TopicPartition] = {}
+        acknowledged = self._acknowledged
         try:
             while self._in_flight and self._in_flight[0].pending <= 0:
                 flight = self._in_flight[0]
@@ -735,7 +740,11 @@ class ScoringLoop:
                 acknowledged.update(((tp.topic, tp.partition), tp) for tp in flight.offsets)
                 self.state.metrics.transactions.labels(result="committed").inc()
         finally:
-            self._commit_offsets(list(acknowledged.values()), asynchronous=asynchronous)
+            now = time.monotonic()
+            if acknowledged and (not asynchronous or now >= self._next_commit):
+                self._commit_offsets(list(acknowledged.values()), asynchronous=asynchronous)
+                acknowledged.clear()
+                self._next_commit = now + AT_LEAST_ONCE_COMMIT_INTERVAL_SECONDS
 
     def _rewind_in_flight(self, failed: InFlightBatch) -> None:
         """Wait for every produced output, then rewind to the first batch not committed, and fail."""
@@ -759,7 +768,7 @@ class ScoringLoop:
 
     def _commit_acknowledged(self, when: str) -> None:
         """At-least-once, before partitions move or at shutdown: commit what is acknowledged, synchronously."""
-        if not self._in_flight:
+        if not self._in_flight and not self._acknowledged:
             return
         try:
             self._settle(asynchronous=False)

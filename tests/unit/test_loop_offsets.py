@@ -308,3 +308,16 @@ def test_exactly_once_failed_commit_rewinds_its_batch_and_the_next_one_scored_me
     assert producer.calls == ["begin", "produce 0/4", "produce 0/5", "send_offsets 0:6", "abort"]
     assert sorted(consumer.seeks) == [("t", 0, 4), ("t", 1, 9)]
     assert scoring._pending is None and scoring.state.counts["consumed"] == 0
+
+
+def test_at_least_once_commits_at_most_every_interval_and_everything_when_partitions_move() -> None:
+    scoring, consumer, producer = at_least_once_loop()
+    for offset in range(3):
+        deliver(scoring, [incoming(0, offset)])
+        producer.callbacks[-1](None, None)
+        scoring._settle()
+    # The first acknowledged batch is committed at once; the next two wait for the interval...
+    assert consumer.commits == [({("t", 0): 1}, True)] and scoring._acknowledged
+    scoring._on_revoke(consumer, [TopicPartition("t", 0)])  # type: ignore[arg-type]
+    # ...or for the partitions to move, when what is acknowledged is committed synchronously.
+    assert consumer.commits[-1] == ({("t", 0): 3}, False) and not scoring._acknowledged
