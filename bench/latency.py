@@ -111,7 +111,7 @@ def run(env: BenchEnv, *, rate: int, seconds: float, sweep_seconds: float, batch
                           "alo_p99<=50ms": bool(alo.get("p99_ms", 1e9) <= 50),
                           "peak_rss<=400MB": bool(max(rss) <= 400)}
     if sweep:
-        configs = [(batch_max_records, wait) for wait in (5, 10, 20, 50)] + \
+        configs = [(batch_max_records, wait) for wait in (0, 2, 5, 20)] + \
                   [(records, batch_max_wait_ms) for records in (200, 1000, 2000) if records != batch_max_records]
         runs = []
         for records, wait in configs:
