@@ -303,6 +303,12 @@ class PredictionLogger:
 
     # --- worker -------------------------------------------------------------------------------------------
     def _run(self) -> None:
+        try:  # imported now, not while the first summary is due: importing holds the GIL for ~1 s while scoring
+            import mlflow.entities  # noqa: F401
+
+            self._mlflow()
+        except Exception as exc:  # the first summary tries again and reports it
+            logger.debug("MLflow client not prepared: %s", exc)
         while not (self._stop.is_set() and self._queue.empty()):
             try:
                 summary = self._queue.get(timeout=0.2)
