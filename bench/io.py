@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
 from producer.publish import PublishReport, send_records
 from producer.records import csv_records
@@ -65,7 +65,10 @@ def reader(client_config: dict[str, Any], topic: str, **extra: Any) -> Consumer:
         "fetch.wait.max.ms": 5,
         **extra,
     })
-    consumer.subscribe([topic])
+    # Assigned, not subscribed: reading starts at once, without a group join that would hold back (and be
+    # measured as latency) the first predictions.
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(partitions)])
     return consumer
 
 
