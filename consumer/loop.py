@@ -21,12 +21,13 @@ finished (exactly-once), or the producer is flushed and the acknowledged offsets
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -631,18 +632,12 @@ class ScoringLoop:
             self._worker = ProducerWorker()
         worker, topics = self._worker, self.settings.topics
         offsets = _next_offsets(batch)
-        try:
+        with self._failing_as_batch(batch):
             producer.begin_transaction()
             self._produce_all(result, topics.predictions, topics.dead_letter)
             group_metadata = consumer.consumer_group_metadata()
             worker.run(lambda: producer.send_offsets_to_transaction(offsets, group_metadata, 30),
                        SEND_OFFSETS_DEADLINE_SECONDS)
-        except TransactionStuck as exc:
-            self._abandon_producer(batch, exc)
-            raise BatchFailed(str(exc)) from exc
-        except KafkaException as exc:
-            self._abort_and_rewind(batch, exc)
-            raise BatchFailed(str(exc)) from exc
         self._pending = PendingCommit(batch, result, handle, started, worker.submit(self._commit_transaction))
 
     def _finish_pending(self, also_rewind: Sequence[Incoming] = ()) -> None:
@@ -654,18 +649,23 @@ class ScoringLoop:
         pending, self._pending = self._pending, None
         if pending is None:
             return
-        records = [*pending.batch, *also_rewind]
-        try:
+        with self._failing_as_batch([*pending.batch, *also_rewind]):
             finish(pending.outcome, COMMIT_DEADLINE_SECONDS)
+        self.state.metrics.transactions.labels(result="committed").inc()
+        self._consecutive_failures = self._non_retriable_failures = self._producer_replacements = 0
+        self._observe(pending.batch, pending.result, pending.handle, pending.started)
+
+    @contextlib.contextmanager
+    def _failing_as_batch(self, records: list[Incoming]) -> Iterator[None]:
+        """A transactional call that fails or gets stuck: recover the producer, rewind ``records``, BatchFailed."""
+        try:
+            yield
         except TransactionStuck as exc:
             self._abandon_producer(records, exc)
             raise BatchFailed(str(exc)) from exc
         except KafkaException as exc:
             self._abort_and_rewind(records, exc)
             raise BatchFailed(str(exc)) from exc
-        self.state.metrics.transactions.labels(result="committed").inc()
-        self._consecutive_failures = self._non_retriable_failures = self._producer_replacements = 0
-        self._observe(pending.batch, pending.result, pending.handle, pending.started)
 
     def _finish_pending_or_rewind(self, *, backoff: bool = True) -> None:
         pending = self._pending
