@@ -24,6 +24,7 @@ from tqdm import tqdm
 from producer.records import OutgoingMessage, Record, inject_bad, with_ids
 from schemas.codecs import RecordEncoder, WireFormat, registry_client
 from schemas.errors import RegistryUnavailableError
+from schemas.examples import EXAMPLE_RECORD
 from schemas.topics import RECORDS
 
 logger = logging.getLogger(__name__)
@@ -50,11 +51,6 @@ DEFAULT_PRODUCER_CONFIG: Mapping[str, Any] = {
 }
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_FLUSH_TIMEOUT = 90.0
-_PROBE_RECORD: Mapping[str, Any] = {
-    "longitude": -122.23, "latitude": 37.88, "housing_median_age": 41.0, "total_rooms": 880.0,
-    "total_bedrooms": 129.0, "population": 322.0, "households": 126.0, "median_income": 8.3252,
-    "ocean_proximity": "NEAR BAY",
-}
 _UNPACED_BURST = 1000  # messages between polls when --rate is 0
 _BUCKET_SECONDS = 0.1  # the bucket holds at most this much of the rate (catch-up after a stall)
 _MIN_BURST_SECONDS = 0.002  # wait until at least this much is due, so sleeps are >= ~2 ms
@@ -199,7 +195,7 @@ def make_encoder(
     if wire is WireFormat.AVRO_CONFLUENT:
         # Register the schema now, so an unreachable registry fails before anything is sent.
         try:
-            encode(_PROBE_RECORD, wire)
+            encode(dict(EXAMPLE_RECORD), wire)  # a registry problem shows before anything is sent
         except RegistryUnavailableError as exc:
             raise PublishError(f"schema registry at {schema_registry_url}: {exc}") from exc
 
