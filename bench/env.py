@@ -208,7 +208,9 @@ class CommittedWatcher:
     """Reads a group's committed offsets without joining the group; a transient error returns the last total."""
 
     def __init__(self, client_config: dict[str, Any], group_id: str, topic: str, partitions: int) -> None:
-        self._consumer = Consumer({**client_config, "group.id": group_id, "enable.auto.commit": False})
+        # read_uncommitted: the last completed commit at once, not a wait for the scorer's open transaction.
+        self._consumer = Consumer({**client_config, "group.id": group_id, "enable.auto.commit": False,
+                                   "isolation.level": "read_uncommitted"})
         self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
         self._last = 0
 

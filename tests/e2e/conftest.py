@@ -153,7 +153,10 @@ def scorer_process(tmp_path: Path) -> Iterator[ScorerFactory]:
 
 def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
     """Sum of the group's committed offsets on ``topic`` (how far the scorers have got; 0 where none)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    # read_uncommitted: the last completed commit at once. A read_committed client asks for stable offsets and
+    # waits while the scorer's next transaction holds offsets (under exactly-once it nearly always does).
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "isolation.level": "read_uncommitted"})
     try:
         offsets = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
     except KafkaException as exc:

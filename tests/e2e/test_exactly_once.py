@@ -38,7 +38,7 @@ def last_assignment(proc: ScorerProcess) -> set[int]:
 def test_kill_9_three_times_still_exactly_one_output_per_input(scorer_settings: Settings,
                                                               scorer_process: ScorerFactory) -> None:
     settings = scorer_settings
-    total = 20_000
+    total = 30_000
     records = BackgroundProducer(settings, total, prefix="eos", bad_every=97)
     records.run()
     bootstrap, group, topic = settings.kafka.bootstrap_servers, settings.scorer.group_id, settings.topics.records
