@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from consumer.settings import Settings
 from producer.bad_records import BAD_RECORDS
@@ -114,3 +114,24 @@ def consume_all(bootstrap: str, topic: str, *, idle_seconds: float = 3.0, timeou
 
 def keys_of(messages: Iterable[Received]) -> list[str]:
     return [m.key.decode() if m.key else "" for m in messages]
+
+
+def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """Sum of the group's committed offsets on ``topic`` (how far the scorers have got; 0 where none)."""
+    # read_uncommitted: the last completed commit at once. A read_committed client asks for stable offsets and
+    # waits while the scorer's next transaction holds offsets (under exactly-once it nearly always does).
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "isolation.level": "read_uncommitted"})
+    try:
+        offsets = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    except KafkaException as exc:
+        # The broker (re)starting, or a killed scorer's open transaction holding its offsets unstable until
+        # the broker aborts it (transaction.timeout.ms): "not known yet", the caller's deadline decides.
+        if not exc.args[0].retriable() and exc.args[0].code() not in (KafkaError.NOT_COORDINATOR,
+                                                                      KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                                                                      KafkaError._TIMED_OUT):
+            raise
+        return -1
+    finally:
+        consumer.close()
+    return sum(max(0, tp.offset) for tp in offsets)

@@ -6,23 +6,16 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from consumer.service import ScorerService
 from consumer.settings import Settings
-from tests.helpers import consume_all, keys_of, produce_records, wait_for
+from tests.helpers import committed_total, consume_all, keys_of, produce_records, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def committed_total(settings: Settings, partitions: int = 3) -> int:
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": settings.scorer.group_id})
-    try:
-        offsets = consumer.committed([TopicPartition(settings.topics.records, p) for p in range(partitions)],
-                                     timeout=10)
-    finally:
-        consumer.close()
-    return sum(max(0, tp.offset) for tp in offsets)
+def committed(settings: Settings) -> int:
+    return committed_total(settings.kafka.bootstrap_servers, settings.scorer.group_id, settings.topics.records, 3)
 
 
 def test_at_least_once_stop_and_restart_mid_stream_gives_one_output_per_input(scorer_settings: Settings) -> None:
@@ -38,19 +31,19 @@ def test_at_least_once_stop_and_restart_mid_stream_gives_one_output_per_input(sc
     finally:
         first.stop()  # in mid-stream: flushes, commits what is acknowledged
     assert first.state.fatal_error is None
-    stopped_at = committed_total(settings)
+    stopped_at = committed(settings)
     assert 600 <= stopped_at < total, stopped_at
     assert stopped_at == first.state.counts["consumed"]  # everything it scored was acknowledged and committed
 
     second = ScorerService(settings)
     second.start()
     try:
-        assert wait_for(lambda: committed_total(settings) >= total or not second.running, 60), \
-            (committed_total(settings), second.state.counts)
+        assert wait_for(lambda: committed(settings) >= total or not second.running, 60), \
+            (committed(settings), second.state.counts)
         assert second.state.fatal_error is None
     finally:
         second.stop()
-    assert committed_total(settings) == total
+    assert committed(settings) == total
 
     bootstrap = settings.kafka.bootstrap_servers
     predictions = consume_all(bootstrap, settings.topics.predictions, expect=len(produced.good_keys))
