@@ -401,8 +401,7 @@ class ScoringLoop:
         self._consumer = Consumer({**consumer_config(self.settings), "error_cb": self._on_client_error,
                                    **({} if self.exactly_once else {"on_commit": self._on_commit})})
         consumer, producer = self._consumer, self._producer
-        try:
-            self._check_topics(consumer)
+        try:  # Kafka and the topics were checked by ScorerService.start (check_kafka_topics)
             if self.exactly_once:
                 self._call(lambda: producer.init_transactions(30), "initialise the transactional producer")
             consumer.subscribe([topics.records], on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -460,10 +459,6 @@ class ScoringLoop:
             except (KafkaException, RuntimeError) as exc:
                 logger.warning("consumer close: %s", exc)
         self.state.set_assignment(frozenset())
-
-    def _check_topics(self, consumer: Consumer) -> None:
-        check_kafka_topics(self.settings, consumer.list_topics)
-        self.state.kafka_connected = True
 
     # --- rebalance callbacks (run inside consume(), never during a batch) -----------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -69,6 +69,7 @@ class ScorerService:
         """Load the model and start the scoring thread. Raises ModelUnavailable / ScorerFatalError."""
         limit_model_threads(self.settings.scorer.model_threads)
         check_kafka_topics(self.settings)  # before anything waits on Kafka: a wrong address fails in seconds
+        self.state.kafka_connected = True
         # The control topic's end, taken BEFORE the registry is asked: an event published while this instance
         # resolves and loads its model is then read by the listener, not missed.
         control_offsets = control_start_offsets(self.settings)
