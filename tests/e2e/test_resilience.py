@@ -378,19 +378,13 @@ def test_burst_and_backlog_memory_bounded_lag_drains_nothing_lost(
     scorer, api = start_scorer(scorer_process, settings, "burst")
     sampler = Sampler(scorer.pid, api).start()
     try:
-        sampler.phase("usual")
-        usual.run()
-        wait_committed(bootstrap, group, topic, 3, 2000, 60, [scorer])
-        sampler.phase("burst x10")
-        burst.run()
-        wait_committed(bootstrap, group, topic, 3, 12_000, 90, [scorer])
-        # Backlogs produced at once (far faster than the scorer takes them): 10k, then 4x that.
-        sampler.phase("backlog 10k")
-        small_backlog.run()
-        wait_committed(bootstrap, group, topic, 3, 22_000, 90, [scorer])
-        sampler.phase("backlog 40k")
-        backlog.run()
-        wait_committed(bootstrap, group, topic, 3, 62_000, 120, [scorer])
+        # The burst, then backlogs produced at once (far faster than the scorer takes them): 10k, then 4x that.
+        for phase, records, committed, timeout in (("usual", usual, 2000, 60), ("burst x10", burst, 12_000, 90),
+                                                   ("backlog 10k", small_backlog, 22_000, 90),
+                                                   ("backlog 40k", backlog, 62_000, 120)):
+            sampler.phase(phase)
+            records.run()
+            wait_committed(bootstrap, group, topic, 3, committed, timeout, [scorer])
         health = api.wait_health(lambda h: h["consumer_lag"] == 0, 30, "consumer lag 0")
         sampler.phase("drained")
     finally:
