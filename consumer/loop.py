@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 TRANSIENT_RETRIES = 5
 IDLE_POLL_SECONDS = 0.1
 """With nothing to consume, the loop still checks for stop, fatal errors and acknowledgements this often."""
-LAG_REFRESH_SECONDS = 2.0
+LAG_REFRESH_SECONDS = 0.5  # local calls (position, cached watermarks): cheap enough to keep /health current
 MAX_BACKOFF_SECONDS = 5.0
 POISON_BATCH_ATTEMPTS = 5
 """The same batch failing this often for a reason no retry fixes (a message the broker refuses) is fatal."""
