@@ -10,6 +10,7 @@ import pytest
 from consumer.service import ScorerService
 from consumer.settings import Settings
 from tests.helpers import committed_total, consume_all, keys_of, produce_records, wait_for
+from tests.integration.reload_support import PacedProducer
 
 pytestmark = pytest.mark.integration
 
@@ -21,19 +22,24 @@ def committed(settings: Settings) -> int:
 def test_at_least_once_stop_and_restart_mid_stream_gives_one_output_per_input(scorer_settings: Settings) -> None:
     settings = scorer_settings.replace(**{"scorer.processing_guarantee": "at_least_once",
                                           "scorer.batch_max_records": 50})
-    produced = produce_records(settings, count=3000, bad_every=25)
-    total = len(produced.good_keys) + len(produced.bad_keys)
+    head = produce_records(settings, count=1000, bad_every=25)  # the stream starts with good and bad records
+    # ... and goes on while the first scorer is stopped, so the stop is mid-stream however fast it scores.
+    stream = PacedProducer(settings, rate=1000).start()
 
     first = ScorerService(settings)
     first.start()
     try:
-        assert wait_for(lambda: first.state.counts["consumed"] >= 600 or not first.running, 60), first.state.counts
+        assert wait_for(lambda: first.state.counts["consumed"] >= 1500 or not first.running, 60), first.state.counts
     finally:
-        first.stop()  # in mid-stream: flushes, commits what is acknowledged
+        first.stop()  # flushes, commits what is acknowledged
     assert first.state.fatal_error is None
     stopped_at = committed(settings)
-    assert 600 <= stopped_at < total, stopped_at
+    assert stopped_at >= 1500
     assert stopped_at == first.state.counts["consumed"]  # everything it scored was acknowledged and committed
+    assert wait_for(lambda: len(stream.keys) >= stopped_at + 500, 30)  # a tail the first scorer never saw
+    good_keys = head.good_keys + stream.stop()
+    total = len(good_keys) + len(head.bad_keys)
+    assert stopped_at < total
 
     second = ScorerService(settings)
     second.start()
@@ -46,8 +52,8 @@ def test_at_least_once_stop_and_restart_mid_stream_gives_one_output_per_input(sc
     assert committed(settings) == total
 
     bootstrap = settings.kafka.bootstrap_servers
-    predictions = consume_all(bootstrap, settings.topics.predictions, expect=len(produced.good_keys))
-    dead = consume_all(bootstrap, settings.topics.dead_letter, expect=len(produced.bad_keys))
+    predictions = consume_all(bootstrap, settings.topics.predictions, expect=len(good_keys))
+    dead = consume_all(bootstrap, settings.topics.dead_letter, expect=len(head.bad_keys))
     outputs = Counter(keys_of(predictions)) + Counter(keys_of(dead))
-    assert set(keys_of(predictions)) == set(produced.good_keys) and set(keys_of(dead)) == set(produced.bad_keys)
+    assert set(keys_of(predictions)) == set(good_keys) and set(keys_of(dead)) == set(head.bad_keys)
     assert set(outputs.values()) == {1}, [key for key, n in outputs.items() if n > 1][:5]
