@@ -83,13 +83,50 @@ def compile_predictor(model: Any) -> Predictor | None:
         blocks.append(block)
     if not blocks:
         return None
-    predict = estimator.predict
+    predict = _tree_sum_predictor(estimator) or estimator.predict
 
     def fast_predict(frame: pd.DataFrame) -> np.ndarray:
         features = np.hstack([block(frame) for block in blocks]) if len(blocks) > 1 else blocks[0](frame)
         return np.asarray(predict(features), dtype=np.float64).reshape(-1)
 
     return fast_predict
+
+
+def _tree_sum_predictor(estimator: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """HistGradientBoostingRegressor.predict without its per-tree Python layers, or None for anything else.
+
+    sklearn wraps each of its (here ~200) trees in a partial, a Python method and a fresh output array: about 2 us
+    of a ~6 us per-tree cost, whatever the batch size. This calls the same compiled tree walk per tree into one
+    reused array and sums in the same order from the same baseline, so the floats are the same (verified with the
+    rest of the fast path). Identity link only (squared error): other losses transform the sum.
+    """
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    if type(estimator) is not HistGradientBoostingRegressor or estimator.n_trees_per_iteration_ != 1 \
+            or getattr(estimator, "_preprocessor", None) is not None or estimator.loss != "squared_error":
+        return None
+    try:
+        from sklearn.ensemble._hist_gradient_boosting._predictor import _predict_from_raw_data
+    except ImportError:  # a private module; if it moves, sklearn's own predict is used
+        return None
+    known_categories, feature_index_map = estimator._bin_mapper.make_known_categories_bitsets()
+    trees = [(p.nodes, p.raw_left_cat_bitsets) for (p,) in estimator._predictors]
+    baseline = float(np.asarray(estimator._baseline_prediction).reshape(-1)[0])
+    n_features = estimator.n_features_in_
+
+    def predict(features: np.ndarray) -> np.ndarray:
+        features = np.ascontiguousarray(features, dtype=np.float64)
+        if features.ndim != 2 or features.shape[1] != n_features:
+            raise ValueError(f"expected {n_features} features, got shape {features.shape}")
+        total = np.full(features.shape[0], baseline)
+        tree_out = np.empty(features.shape[0])
+        for nodes, left_categories in trees:
+            _predict_from_raw_data(nodes, features, left_categories, known_categories, feature_index_map, 1,
+                                   tree_out)
+            total += tree_out
+        return total
+
+    return predict
 
 
 def _compile_block(steps: Sequence[Any], columns: list[str]) -> Block | None:
