@@ -397,7 +397,8 @@ class _Loop:
             tokens = min(capacity, tokens + (now - last) * rate)
             last = now
             if tokens < min_burst and tokens < capacity:
-                poll(min(1.0, (min_burst - tokens) / rate))
+                # librdkafka counts the wait in whole ms: a shorter one is poll(0), which would spin
+                poll(min(1.0, max(0.001, (min_burst - tokens) / rate)))
                 continue
             n = int(tokens)
             tokens -= n
