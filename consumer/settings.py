@@ -251,7 +251,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "exactly_once or at_least_once"),
     SettingSpec("scorer.batch_max_records", 1000, _positive(_parse_int),
                 "BATCH_MAX_RECORDS", "scorer.batch_max_records", "--batch-max-records", "records per batch at most"),
-    SettingSpec("scorer.batch_max_wait_ms", 0, _non_negative(_parse_int),
+    SettingSpec("scorer.batch_max_wait_ms", 5, _non_negative(_parse_int),
                 "BATCH_MAX_WAIT_MS", "scorer.batch_max_wait_ms", "--batch-max-wait-ms",
                 "after a batch's first record, wait at most this long for more (0: take what has arrived)"),
     SettingSpec("scorer.model_threads", 1, _positive(_parse_int),
