@@ -102,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             result = latency.run(env, rate=args.rate, seconds=seconds, sweep_seconds=sweep_seconds,
                                  batch_max_records=batch_max_records, batch_max_wait_ms=batch_max_wait_ms,
-                                 sweep=not args.no_sweep)
+                                 sweep=not args.no_sweep, headline_runs=1 if q else latency.HEADLINE_RUNS,
+                                 warmup_seconds=5.0 if q else latency.WARMUP_SECONDS)
             result["quick"] = q
             runs = {f"{'exactly-once' if k == 'eos' else 'at-least-once'}": r["_latencies"]
                     for k, r in result["headline"].items()}
