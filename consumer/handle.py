@@ -8,7 +8,7 @@ This module imports no MLflow: loading lives in consumer/model.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,6 +42,8 @@ class ModelHandle:
     """The version's stored input example (a DataFrame), used to check a model before it is swapped in."""
     reference_profile: Mapping[str, Any] | None = None
     """The training split's feature profile (bin edges and proportions) for drift monitoring."""
+    _fast_predict: Callable[[Any], np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
+    """Set once by ``__post_init__``: the verified numpy fast path, or None to call ``model.predict``."""
 
     def __post_init__(self) -> None:
         from consumer.fastpath import verified_predictor
@@ -53,13 +55,12 @@ class ModelHandle:
     @property
     def fast_path(self) -> bool:
         """Whether predictions go through the verified numpy fast path."""
-        return self._fast_predict is not None  # type: ignore[attr-defined]
+        return self._fast_predict is not None
 
     def predict(self, frame: Any) -> np.ndarray:
         """One vectorised call for a whole batch; returns float64 predictions."""
-        fast = self._fast_predict  # type: ignore[attr-defined]
-        if fast is not None:
-            return fast(frame)  # type: ignore[no-any-return]
+        if self._fast_predict is not None:
+            return self._fast_predict(frame)
         return np.asarray(self.model.predict(frame), dtype=np.float64).reshape(-1)
 
     @property

@@ -195,7 +195,7 @@ def make_encoder(
     if wire is WireFormat.AVRO_CONFLUENT:
         # Register the schema now, so an unreachable registry fails before anything is sent.
         try:
-            encode(dict(EXAMPLE_RECORD), wire)  # a registry problem shows before anything is sent
+            encode(dict(EXAMPLE_RECORD), wire)
         except RegistryUnavailableError as exc:
             raise PublishError(f"schema registry at {schema_registry_url}: {exc}") from exc
 
