@@ -559,11 +559,11 @@ async def predict(request: web.Request) -> web.Response:
 
 
 def _predict(handle: ModelHandle, records: list[dict[str, Any]]) -> np.ndarray:
-    from consumer.features import to_frame
+    from consumer.features import to_columns
 
     try:
         with np.errstate(all="ignore"):  # overflow shows up below as a non-finite prediction
-            predictions = handle.predict(to_frame(records))
+            predictions = handle.predict(to_columns(records))
     except Exception as exc:
         logger.warning("model %s failed on an HTTP prediction: %s", handle.label, exc)
         raise ApiError(422, "predict_failed", f"the model could not score the record(s): {type(exc).__name__}: "
@@ -585,9 +585,9 @@ def _feed_monitors(state: ScorerState, handle: ModelHandle, records: list[dict[s
             logged = bool(prediction_logger.add(predictions, handle, processing_ms))
         drift = state.extra.get("drift_monitor")
         if drift is not None:
-            from consumer.features import to_frame
+            from consumer.features import to_columns
 
-            drift.observe(to_frame(records))
+            drift.observe(to_columns(records))
     except Exception:
         logger.exception("feeding an HTTP prediction to the monitors failed")
     return logged

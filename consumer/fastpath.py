@@ -1,6 +1,7 @@
 """A numpy fast path for the preprocessing this project trains: the model's predictions without pandas per call.
 
-Called on a DataFrame, a scikit-learn Pipeline spends about 5-8 ms per call on pandas indexing and input
+It takes the batch's feature columns (consumer.features.FeatureColumns) or a FEATURE_COLUMNS frame. Called on a
+DataFrame, a scikit-learn Pipeline spends about 5-8 ms per call on pandas indexing and input
 validation (ColumnTransformer, SimpleImputer, OneHotEncoder) before the estimator sees a number: most of the
 cost of a small batch, and a fixed cost on every batch. For the steps housing-train builds (a ColumnTransformer
 over named columns, remainder dropped, made of SimpleImputer, StandardScaler and dense OneHotEncoder), that work
@@ -14,34 +15,36 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 
-from consumer.features import to_frame
+from consumer.features import FeatureColumns, to_frame
 from schemas.examples import EXAMPLE_RECORD
 from schemas.validation import OCEAN_PROXIMITY_CATEGORIES
 
 logger = logging.getLogger(__name__)
 
-Predictor = Callable[[pd.DataFrame], np.ndarray]
-Block = Callable[[pd.DataFrame], np.ndarray]
+Features: TypeAlias = FeatureColumns | pd.DataFrame
+Predictor = Callable[[Features], np.ndarray]
+Block = Callable[[Features], np.ndarray]
 
 
 def verified_predictor(model: Any, input_example: Any = None) -> Predictor | None:
     """The numpy predictor for ``model``, if it has a known shape and matches ``model.predict`` exactly
-    (relative 1e-12) on the check rows; else None. Never raises."""
+    (relative 1e-12) on the check rows, given as a frame and as columns; else None. Never raises."""
     try:
         fast = compile_predictor(model)
         if fast is None:
             return None
         for frame in check_frames(input_example):
             expected = np.asarray(model.predict(frame), dtype=np.float64).reshape(-1)
-            got = fast(frame)
-            if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-12, atol=0.0):
-                logger.warning("numpy fast path disagrees with the model on its check rows: not used")
-                return None
+            columns = {name: frame[name].to_numpy() for name in frame.columns}
+            for got in (fast(frame), fast(columns)):
+                if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-12, atol=0.0):
+                    logger.warning("numpy fast path disagrees with the model on its check rows: not used")
+                    return None
         return fast
     except Exception as exc:  # a model that fails here fails its own check next, with its own message
         logger.debug("numpy fast path not used: %s: %s", type(exc).__name__, exc)
@@ -58,8 +61,8 @@ def check_frames(input_example: Any = None) -> list[pd.DataFrame]:
 
 
 def compile_predictor(model: Any) -> Predictor | None:
-    """A numpy function doing what ``model.predict`` does on a FEATURE_COLUMNS frame, or None if ``model`` is not
-    Pipeline([ColumnTransformer of known steps, estimator])."""
+    """A numpy function doing what ``model.predict`` does on a FEATURE_COLUMNS frame (given as the frame or as its
+    columns), or None if ``model`` is not Pipeline([ColumnTransformer of known steps, estimator])."""
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
@@ -85,8 +88,8 @@ def compile_predictor(model: Any) -> Predictor | None:
         return None
     predict = _tree_sum_predictor(estimator) or estimator.predict
 
-    def fast_predict(frame: pd.DataFrame) -> np.ndarray:
-        features = np.hstack([block(frame) for block in blocks]) if len(blocks) > 1 else blocks[0](frame)
+    def fast_predict(batch: Features) -> np.ndarray:
+        features = np.hstack([block(batch) for block in blocks]) if len(blocks) > 1 else blocks[0](batch)
         return np.asarray(predict(features), dtype=np.float64).reshape(-1)
 
     return fast_predict
@@ -151,8 +154,8 @@ def _compile_block(steps: Sequence[Any], columns: list[str]) -> Block | None:
         else:
             return None
 
-    def numeric(frame: pd.DataFrame) -> np.ndarray:
-        values = np.column_stack([frame[column].to_numpy(dtype=np.float64) for column in columns])
+    def numeric(batch: Features) -> np.ndarray:
+        values = np.column_stack([np.asarray(batch[column], dtype=np.float64) for column in columns])
         for operation in operations:
             values = operation(values)
         return values
@@ -182,9 +185,9 @@ def _one_hot(encoder: Any, columns: list[str]) -> Block | None:
     dtype = encoder.dtype
     column = columns[0]
 
-    def one_hot(frame: pd.DataFrame) -> np.ndarray:
+    def one_hot(batch: Features) -> np.ndarray:
         # An unknown category is a row of zeros, as handle_unknown="ignore" does.
-        values = frame[column].to_numpy(dtype=object)
+        values = np.asarray(batch[column]).astype(object, copy=False)
         return np.asarray(values[:, None] == categories[None, :], dtype=dtype)
 
     return one_hot

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
+
+from consumer.features import FeatureColumns, as_frame
 
 ModelSource = Literal["registry", "fallback", "memory"]
 
@@ -22,7 +25,8 @@ class ModelHandle:
     """A loaded model plus the registry coordinates it came from."""
 
     model: Any
-    """Anything with ``predict(frame) -> array``: a scikit-learn Pipeline taking the FEATURE_COLUMNS frame."""
+    """Anything with ``predict(frame) -> array``: a scikit-learn Pipeline taking the FEATURE_COLUMNS frame (the
+    verified fast path takes the batch's columns without building one)."""
     name: str
     """Registered model name, e.g. ``california_housing_best_model``."""
     version: str
@@ -57,11 +61,11 @@ class ModelHandle:
         """Whether predictions go through the verified numpy fast path."""
         return self._fast_predict is not None
 
-    def predict(self, frame: Any) -> np.ndarray:
-        """One vectorised call for a whole batch; returns float64 predictions."""
+    def predict(self, features: FeatureColumns | pd.DataFrame) -> np.ndarray:
+        """One vectorised call for a whole batch (its feature columns or its frame); returns float64 predictions."""
         if self._fast_predict is not None:
-            return self._fast_predict(frame)
-        return np.asarray(self.model.predict(frame), dtype=np.float64).reshape(-1)
+            return self._fast_predict(features)
+        return np.asarray(self.model.predict(as_frame(features)), dtype=np.float64).reshape(-1)
 
     @property
     def version_number(self) -> int:

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from consumer.features import FeatureColumns, as_frame, concat_columns, row_count
 from consumer.handle import ModelHandle
 from consumer.scoring import BatchResult
 from consumer.settings import Settings
@@ -59,7 +59,7 @@ class DriftMonitor:
         self.min_rows = min(DRIFT_MIN_ROWS, self.window)
         self.interval = interval
         self._lock = threading.Lock()
-        self._frames: deque[pd.DataFrame] = deque()
+        self._batches: deque[FeatureColumns] = deque()
         self._rows = 0
         self._new_rows = 0
         self._seen = 0
@@ -76,36 +76,37 @@ class DriftMonitor:
     def __call__(self, result: BatchResult, handle: ModelHandle) -> None:
         self.observe(result.features)
 
-    def observe(self, frame: pd.DataFrame | None) -> None:
-        """Add a batch's feature rows (cheap: a reference append, no copy)."""
-        if frame is None or len(frame) == 0:
+    def observe(self, features: FeatureColumns | None) -> None:
+        """Add a batch's feature columns (cheap: a reference append, no copy; the frame is built at compute)."""
+        rows = row_count(features) if features is not None else 0
+        if features is None or rows == 0:
             return
         with self._lock:
-            self._frames.append(frame)
-            self._rows += len(frame)
-            self._new_rows += len(frame)
-            self._seen += len(frame)
-            # Drop whole old frames while the rest still fills the window.
-            while self._frames and self._rows - len(self._frames[0]) >= self.window:
-                self._rows -= len(self._frames.popleft())
+            self._batches.append(features)
+            self._rows += rows
+            self._new_rows += rows
+            self._seen += rows
+            # Drop whole old batches while the rest still fills the window.
+            while self._batches and self._rows - row_count(self._batches[0]) >= self.window:
+                self._rows -= row_count(self._batches.popleft())
 
     def compute(self) -> dict[str, float] | None:
         """PSI per feature over the window now (on the caller's thread); None when there is no verdict."""
         handle = self.state.models.current
         profile = handle.reference_profile if handle is not None else None
         with self._lock:
-            frames = list(self._frames)
+            batches = list(self._batches)
             self._new_rows = 0
         if handle is None or not profile:
             self.status = "no_reference_profile"
             return None
-        rows = sum(len(f) for f in frames)
+        rows = sum(row_count(batch) for batch in batches)
         if rows < self.min_rows:
             self.status = "warming_up"
             return None
         from training.profile import psi_by_feature
 
-        frame = pd.concat(frames, ignore_index=True).tail(self.window)
+        frame = as_frame(concat_columns(batches)).tail(self.window)
         values = psi_by_feature(profile, frame)
         psi = {name: round(value, 6) for name, value in values.items() if math.isfinite(value)}
         self.state.drift = psi

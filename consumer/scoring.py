@@ -3,8 +3,9 @@
 No Kafka and no MLflow here: consumer/loop.py hands in plain ``Incoming`` tuples and produces the
 returned ``Scored`` values to the predictions topic and ``Rejected`` values to the dead-letter
 topic. Per record the work is decode + validate (cheap, plain Python); the model is called once
-per batch on one frame. Only if that call raises is the batch re-predicted record by record, to
-find and reject the records the model cannot score without losing the others.
+per batch on the batch's feature columns (no DataFrame unless the model needs one). Only if that
+call raises is the batch re-predicted record by record, to find and reject the records the model
+cannot score without losing the others.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 
-from consumer.features import to_frame
+from consumer.features import FeatureColumns, row_count, take_rows, to_columns
 from consumer.handle import ModelHandle
 from schemas import topics
 from schemas.codecs import PredictionEncoder, PredictionJsonWriter, RecordDecoder, WireFormat
@@ -79,8 +79,8 @@ class BatchResult(NamedTuple):
 
     scored: list[Scored]
     rejected: list[Rejected]
-    features: pd.DataFrame | None
-    """Frame of the scored records (row i is scored[i]), for drift monitoring; None if none."""
+    features: FeatureColumns | None
+    """Feature columns of the scored records (row i is scored[i]), for drift monitoring; None if none."""
     predictions: np.ndarray
     """float64 predictions of the scored records (predictions[i] is scored[i].prediction)."""
     predict_seconds: float = 0.0
@@ -123,34 +123,35 @@ def _reject(msg: Incoming, reason: str, stage: str, message: str, model: ModelHa
     return Rejected(msg.key, msg.value or b"", headers, msg, reason, stage, message)
 
 
-def _predict_all(model: ModelHandle, frame: pd.DataFrame) -> np.ndarray:
-    predictions = model.predict(frame)
-    if predictions.shape != (len(frame),):
-        raise ValueError(f"model returned {predictions.shape} predictions for {len(frame)} rows")
+def _predict_all(model: ModelHandle, features: FeatureColumns) -> np.ndarray:
+    predictions = model.predict(features)
+    rows = row_count(features)
+    if predictions.shape != (rows,):
+        raise ValueError(f"model returned {predictions.shape} predictions for {rows} rows")
     return predictions
 
 
-def _predict_isolated(model: ModelHandle, frame: pd.DataFrame) -> list[float | Exception]:
+def _predict_isolated(model: ModelHandle, features: FeatureColumns) -> list[float | Exception]:
     """Error path only: predict row by row so one bad row does not sink the batch."""
     out: list[float | Exception] = []
-    for i in range(len(frame)):
+    for i in range(row_count(features)):
         try:
-            out.append(float(_predict_all(model, frame.iloc[i : i + 1])[0]))
+            out.append(float(_predict_all(model, take_rows(features, slice(i, i + 1)))[0]))
         except Exception as exc:
             out.append(exc)
     return out
 
 
-def _shadow_predictions(shadow: ModelHandle, frame: pd.DataFrame) -> np.ndarray | None:
+def _shadow_predictions(shadow: ModelHandle, features: FeatureColumns) -> np.ndarray | None:
     try:
-        return _predict_all(shadow, frame)
+        return _predict_all(shadow, features)
     except Exception:
         # The shadow never affects the main prediction: log once per batch and carry on.
         logger.warning(
             "shadow model %s version %s failed on a batch of %d; shadow fields left null",
             shadow.name,
             shadow.version,
-            len(frame),
+            row_count(features),
             exc_info=True,
         )
         return None
@@ -171,9 +172,9 @@ def score_batch(
     :param model: the current model handle; called once for the whole batch.
     :param decoder: decodes record values (its registry resolves Confluent ids).
     :param encoder: encodes predictions in each input's wire format.
-    :param shadow: optional second model scored on the same frame; its failures are swallowed.
+    :param shadow: optional second model scored on the same columns; its failures are swallowed.
     :param now_ms: clock for ``scored_at`` (read once per batch).
-    :returns: scored and rejected messages, each in input order, plus the scored frame.
+    :returns: scored and rejected messages, each in input order, plus the scored records' feature columns.
     :raises RegistryUnavailableError: the schema registry could not be asked; nothing should be
         committed for this batch.
     """
@@ -191,22 +192,22 @@ def score_batch(
     if not valid:
         return BatchResult([], [r for _, r in rejected], None, np.empty(0, dtype=np.float64))
 
-    frame = to_frame([record for _, _, record, _ in valid])
+    columns = to_columns([record for _, _, record, _ in valid])
     outcomes: np.ndarray | list[float | Exception]
     predict_started = time.perf_counter()
     try:
-        outcomes = _predict_all(model, frame)
+        outcomes = _predict_all(model, columns)
     except Exception as exc:
         logger.warning(
             "model %s version %s failed on a batch of %d (%s); predicting record by record",
             model.name,
             model.version,
-            len(frame),
+            len(valid),
             exc,
         )
-        outcomes = _predict_isolated(model, frame)
+        outcomes = _predict_isolated(model, columns)
     predict_seconds = time.perf_counter() - predict_started
-    shadow_out = _shadow_predictions(shadow, frame) if shadow is not None else None
+    shadow_out = _shadow_predictions(shadow, columns) if shadow is not None else None
     shadow_version = shadow.version if shadow is not None and shadow_out is not None else None
 
     scored_at = now_ms()
@@ -264,10 +265,10 @@ def score_batch(
         scored.append(Scored(msg.key, value, list(headers[fmt]), msg, record_id, prediction))
         kept_rows.append(row)
 
-    if len(kept_rows) == len(frame):
-        features: pd.DataFrame | None = frame
+    if len(kept_rows) == len(valid):
+        features: FeatureColumns | None = columns
     elif kept_rows:
-        features = frame.iloc[kept_rows].reset_index(drop=True)
+        features = take_rows(columns, np.asarray(kept_rows))
     else:
         features = None
     predictions = np.fromiter((s.prediction for s in scored), dtype=np.float64, count=len(scored))

@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from consumer.fastpath import _tree_sum_predictor, compile_predictor, verified_predictor
-from consumer.features import NUMERIC_COLUMNS, to_frame
+from consumer.features import NUMERIC_COLUMNS, to_columns, to_frame
 from consumer.handle import ModelHandle
 from schemas.examples import EXAMPLE_RECORD
 from training.data import features_frame, load_housing
@@ -41,6 +41,9 @@ def test_every_trained_kind_gets_a_fast_path_with_identical_predictions(trained:
     handle = ModelHandle(model=trained, name="m", version="1", source="memory")
     assert handle.fast_path
     np.testing.assert_array_equal(handle.predict(frame), trained.predict(frame))
+    # The scorer hands over columns, not a frame: the same floats.
+    columns = to_columns(frame.to_dict("records"))
+    np.testing.assert_array_equal(handle.predict(columns), trained.predict(frame))
 
 
 def test_unknown_shapes_are_called_as_they_are() -> None:
@@ -52,6 +55,8 @@ def test_unknown_shapes_are_called_as_they_are() -> None:
     assert not handle.fast_path
     frame = scoring_frame()
     np.testing.assert_array_equal(handle.predict(frame), odd.predict(frame))
+    # Columns become the frame such a model expects.
+    np.testing.assert_array_equal(handle.predict(to_columns(frame.to_dict("records"))), odd.predict(frame))
 
 
 class Shifted(Pipeline):

@@ -16,6 +16,11 @@ from consumer.features import (
     NUMERIC_COLUMNS,
     OCEAN_PROXIMITY_CATEGORIES,
     TARGET_COLUMN,
+    as_frame,
+    concat_columns,
+    row_count,
+    take_rows,
+    to_columns,
     to_frame,
 )
 from schemas.examples import EXAMPLE_RECORD
@@ -54,6 +59,26 @@ def test_frame_columns_dtypes_and_values() -> None:
     assert frame.loc[1, "total_rooms"] == 7099.0
     assert math.isnan(frame.loc[1, "total_bedrooms"])
     assert list(frame[CATEGORICAL_COLUMN]) == ["NEAR BAY", "INLAND"]
+
+
+def test_columns_are_the_frame_without_pandas() -> None:
+    second = {**ROW, "total_bedrooms": None, "ocean_proximity": "INLAND"}
+    columns = to_columns([ROW, second])
+    assert tuple(columns) == FEATURE_COLUMNS and row_count(columns) == 2
+    assert all(isinstance(values, np.ndarray) for values in columns.values())
+    assert columns["total_bedrooms"].dtype == np.float64 and math.isnan(columns["total_bedrooms"][1])
+    assert columns[CATEGORICAL_COLUMN].dtype == object and list(columns[CATEGORICAL_COLUMN]) == ["NEAR BAY", "INLAND"]
+    pd.testing.assert_frame_equal(as_frame(columns), to_frame([ROW, second]))
+
+
+def test_rows_of_columns_are_taken_and_concatenated_in_order() -> None:
+    records = [{**ROW, "total_rooms": float(i)} for i in range(5)]
+    columns = to_columns(records)
+    kept = take_rows(columns, np.asarray([0, 3]))
+    assert row_count(kept) == 2 and list(kept["total_rooms"]) == [0.0, 3.0]
+    joined = concat_columns([kept, take_rows(columns, slice(4, 5))])
+    pd.testing.assert_frame_equal(as_frame(joined), to_frame([records[0], records[3], records[4]]))
+    assert row_count(to_columns([])) == 0
 
 
 def test_extra_keys_are_ignored_and_input_untouched() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from consumer.features import NUMERIC_COLUMNS, OCEAN_PROXIMITY_CATEGORIES, to_frame
+from consumer.features import NUMERIC_COLUMNS, OCEAN_PROXIMITY_CATEGORIES, FeatureColumns, to_columns
 from consumer.handle import ModelHandle
 from consumer.monitoring import DriftMonitor, PredictionLogger, build_monitoring_hooks
 from consumer.scoring import BatchResult
@@ -23,7 +23,7 @@ def settings(**overrides: Any) -> Settings:
     return load_settings({"scorer.instance_id": "unit", **overrides}, env={}, config_path=None)
 
 
-def rows(count: int, *, income_shift: float = 0.0, seed: int = 0) -> pd.DataFrame:
+def rows(count: int, *, income_shift: float = 0.0, seed: int = 0) -> FeatureColumns:
     rng = np.random.default_rng(seed)
     records = [{
         "longitude": float(rng.uniform(-124, -115)), "latitude": float(rng.uniform(33, 41)),
@@ -32,7 +32,7 @@ def rows(count: int, *, income_shift: float = 0.0, seed: int = 0) -> pd.DataFram
         "households": float(rng.integers(20, 1000)), "median_income": float(rng.uniform(1, 10)) + income_shift,
         "ocean_proximity": OCEAN_PROXIMITY_CATEGORIES[int(rng.integers(0, 4))],
     } for _ in range(count)]
-    return to_frame(records)
+    return to_columns(records)
 
 
 PROFILE = build_profile(rows(5000, seed=1), numeric_columns=NUMERIC_COLUMNS,

@@ -17,7 +17,15 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from consumer.features import CATEGORICAL_COLUMN, FEATURE_COLUMNS, NUMERIC_COLUMNS, TARGET_COLUMN, to_frame
+from consumer.features import (
+    CATEGORICAL_COLUMN,
+    FEATURE_COLUMNS,
+    NUMERIC_COLUMNS,
+    TARGET_COLUMN,
+    as_frame,
+    row_count,
+    to_frame,
+)
 from consumer.handle import ModelHandle
 from consumer.scoring import BatchResult, Incoming, Rejected, Scored, score_batch
 from producer.bad_records import BAD_RECORDS, good_record
@@ -188,7 +196,7 @@ def test_predictions_equal_model_predict_on_the_same_rows(pipeline: Pipeline, cs
     for scored, expected in zip(result.scored, direct, strict=True):
         assert json.loads(scored.value)["prediction"] == pytest.approx(expected, rel=1e-12)
     assert result.features is not None
-    pd.testing.assert_frame_equal(result.features, to_frame(records))
+    pd.testing.assert_frame_equal(as_frame(result.features), to_frame(records))
 
 
 def test_one_predict_call_per_batch(pipeline: Pipeline) -> None:
@@ -319,8 +327,8 @@ def test_predict_failure_is_isolated_to_the_bad_rows(pipeline: Pipeline) -> None
     assert [s.record_id for s in result.scored] == ["good-0", "good-2", "good-3"]
     kept = [records[0], records[2], records[3]]
     np.testing.assert_allclose(result.predictions, _expected(pipeline, kept), rtol=1e-12)
-    assert result.features is not None and len(result.features) == 3
-    pd.testing.assert_frame_equal(result.features, to_frame([validate_record(r) for r in kept]))
+    assert result.features is not None and row_count(result.features) == 3
+    pd.testing.assert_frame_equal(as_frame(result.features), to_frame([validate_record(r) for r in kept]))
 
 
 def test_whole_model_failure_rejects_every_valid_record(pipeline: Pipeline) -> None:
