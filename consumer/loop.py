@@ -1,8 +1,9 @@
 """The Kafka scoring loop: the only module of consumer/ that talks to the input and output topics.
 
-One batch at a time: wait for a record, take what else arrives within ``BATCH_MAX_WAIT_MS`` (up to
-``BATCH_MAX_RECORDS``), score it with the pure core, then produce predictions and dead letters and commit the
-input offsets. Batches size themselves: under load, what arrived while the last batch was scored is the next.
+One batch at a time: wait for a record, take what else arrives until ``BATCH_MAX_WAIT_MS`` after the previous
+batch was cut (up to ``BATCH_MAX_RECORDS``), score it with the pure core, then produce predictions and dead
+letters and commit the input offsets. Batches size themselves: under load, what arrived while the last batch
+was scored is the next.
 
 - ``exactly_once`` (default): a transactional producer; the batch's outputs and its input offsets go in one
   transaction (KIP-447: offsets sent with the consumer's group metadata, so a zombie instance is fenced by
@@ -377,6 +378,8 @@ class ScoringLoop:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._next_lag_refresh = 0.0
+        self._last_cut = 0.0
+        """When the last batch was cut (monotonic): the next one gathers until BATCH_MAX_WAIT_MS after it."""
         self._consecutive_failures = 0
         self._abandoned: list[Producer | None] = []
         self._non_retriable_failures = 0
@@ -427,13 +430,21 @@ class ScoringLoop:
             self._close()
 
     def _next_batch(self, consumer: Consumer) -> list[Message]:
-        """Block until a record is there (at most IDLE_POLL_SECONDS), then take what else arrives within
-        BATCH_MAX_WAIT_MS, up to BATCH_MAX_RECORDS. A record never waits for a batch to fill."""
+        """Block until a record is there (at most IDLE_POLL_SECONDS), then take what else arrives until
+        BATCH_MAX_WAIT_MS after the previous batch was cut, up to BATCH_MAX_RECORDS.
+
+        Counted from the previous cut, not from this batch's first record: records that queued while the last
+        batch was scored have waited already, so under load the next batch goes at once with what arrived (its
+        size set by the load), while batches are still cut at most once per BATCH_MAX_WAIT_MS (each has a fixed
+        cost). A record never waits for a batch to fill."""
         first = consumer.poll(IDLE_POLL_SECONDS)
         if first is None:
             return []
         more = self.settings.scorer.batch_max_records - 1
-        return [first, *consumer.consume(more, self.settings.scorer.batch_max_wait_ms / 1000)] if more else [first]
+        wait = gather_seconds(self._last_cut, time.monotonic(), self.settings.scorer.batch_max_wait_ms)
+        batch = [first, *consumer.consume(more, wait)] if more else [first]
+        self._last_cut = time.monotonic()
+        return batch
 
     def _close(self) -> None:
         deadline = self.settings.scorer.shutdown_timeout
@@ -915,6 +926,12 @@ class ScoringLoop:
             self.state.set_lag(lag)
         except KafkaException as exc:
             logger.debug("lag refresh: %s", exc)
+
+
+def gather_seconds(last_cut: float, now: float, batch_max_wait_ms: int) -> float:
+    """How long a batch whose first record is in hand may gather more: until BATCH_MAX_WAIT_MS after the previous
+    batch was cut (``last_cut``), so 0 after a quiet spell or a batch that took longer than the wait."""
+    return max(0.0, last_cut + batch_max_wait_ms / 1000 - now)
 
 
 def _next_offsets(batch: Sequence[Incoming]) -> list[TopicPartition]:

@@ -253,7 +253,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "BATCH_MAX_RECORDS", "scorer.batch_max_records", "--batch-max-records", "records per batch at most"),
     SettingSpec("scorer.batch_max_wait_ms", 5, _non_negative(_parse_int),
                 "BATCH_MAX_WAIT_MS", "scorer.batch_max_wait_ms", "--batch-max-wait-ms",
-                "after a batch's first record, wait at most this long for more (0: take what has arrived)"),
+                "a batch gathers records until this long after the previous batch was cut (0: take what has arrived)"),
     SettingSpec("scorer.model_threads", 1, _positive(_parse_int),
                 "MODEL_THREADS", "scorer.model_threads", "--model-threads", "OpenMP/BLAS threads for the model"),
     SettingSpec("scorer.shadow_enabled", False, _parse_bool,

@@ -39,6 +39,16 @@ def test_next_offsets_of_an_empty_batch_is_nothing() -> None:
     assert loop._next_offsets([]) == []
 
 
+def test_a_batch_gathers_until_the_wait_after_the_previous_cut() -> None:
+    # Right after a cut: the whole wait. Part-way: the rest of it.
+    assert loop.gather_seconds(last_cut=100.0, now=100.0, batch_max_wait_ms=5) == pytest.approx(0.005)
+    assert loop.gather_seconds(last_cut=100.0, now=100.002, batch_max_wait_ms=5) == pytest.approx(0.003)
+    # The last batch took longer than the wait, or the stream was quiet: records that queued meanwhile go at once.
+    assert loop.gather_seconds(last_cut=100.0, now=100.008, batch_max_wait_ms=5) == 0.0
+    assert loop.gather_seconds(last_cut=0.0, now=5000.0, batch_max_wait_ms=5) == 0.0
+    assert loop.gather_seconds(last_cut=100.0, now=100.0, batch_max_wait_ms=0) == 0.0
+
+
 def test_describe_and_positions_name_topic_partition_offset() -> None:
     assert loop._describe([TopicPartition("t", 0), TopicPartition("t", 2)]) == "t[0], t[2]"
     assert loop._describe([]) == "nothing"
