@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from consumer.features import FeatureColumns, as_frame, concat_columns, row_count
+from consumer.features import FeatureColumns, concat_columns, row_count, take_rows
 from consumer.handle import ModelHandle
 from consumer.scoring import BatchResult
 from consumer.settings import Settings
@@ -77,9 +77,8 @@ class DriftMonitor:
         self.observe(result.features)
 
     def observe(self, features: FeatureColumns | None) -> None:
-        """Add a batch's feature columns (cheap: a reference append, no copy; the frame is built at compute)."""
-        rows = row_count(features) if features is not None else 0
-        if features is None or rows == 0:
+        """Add a batch's feature columns (cheap: a reference append, no copy)."""
+        if features is None or (rows := row_count(features)) == 0:
             return
         with self._lock:
             self._batches.append(features)
@@ -106,15 +105,16 @@ class DriftMonitor:
             return None
         from training.profile import psi_by_feature
 
-        frame = as_frame(concat_columns(batches)).tail(self.window)
-        values = psi_by_feature(profile, frame)
+        window = concat_columns(batches)
+        window = take_rows(window, slice(max(0, rows - self.window), rows))  # the newest DRIFT_WINDOW rows
+        values = psi_by_feature(profile, window)
         psi = {name: round(value, 6) for name, value in values.items() if math.isfinite(value)}
         self.state.drift = psi
         for name, value in psi.items():
             self.state.metrics.drift_psi.labels(feature=name).set(value)
         self.computed_at = time.time()
         self.computed_version = handle.version
-        self.computed_rows = len(frame)
+        self.computed_rows = row_count(window)
         self.status = "ok"
         return psi
 

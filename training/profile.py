@@ -211,7 +211,7 @@ def psi_by_feature(
     """PSI of every profiled feature present in ``frame`` (a DataFrame or mapping of columns).
 
     :param profile: the whole profile from ``build_profile`` (or the logged JSON).
-    :param frame: recent feature values, e.g. the frames the scorer built with ``to_frame``.
+    :param frame: recent feature values, e.g. the feature columns the scorer keeps (``consumer.features``).
     :param epsilon: floor for proportions, as in ``psi``.
     """
     return {
