@@ -24,7 +24,7 @@ from admin_api.keys import health_key, publisher_key, registry_key, service_key,
 from admin_api.registry import RegistryOps
 from admin_api.routes import setup_routes
 from admin_api.views import HealthMonitor, app_reloader_key
-from consumer.settings import Settings, SettingsError
+from config.settings import Settings, SettingsError
 from consumer.state import ScorerState
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def create_app(settings: Settings, *, state: ScorerState, service: Any = None,
         alone, with a reloader and monitoring hooks of its own.
     :param registry: registry operations (default: an MlflowClient on ``settings.mlflow.tracking_uri``).
     """
-    from consumer.control import ModelUpdatePublisher  # Kafka client: imported when an app is made, as views do
+    from consumer.kafka.control import ModelUpdatePublisher  # Kafka client: imported when an app is made, as views do
 
     app = web.Application(middlewares=[request_metrics, error_middleware, auth_middleware],
                           client_max_size=CLIENT_MAX_SIZE)
@@ -98,13 +98,13 @@ async def _own_helpers(app: web.Application) -> AsyncIterator[None]:
     settings, state, service = app[settings_key], app[state_key], app[service_key]
     owned: list[Any] = []
     if getattr(service, "reloader", None) is None and settings.mlflow.enabled:
-        from consumer.reload import Reloader
+        from consumer.models.reloader import Reloader
 
         reloader = Reloader(settings, state).start()
         app[app_reloader_key] = reloader
         owned.append(reloader)
     if service is None and "prediction_logger" not in state.extra and "drift_monitor" not in state.extra:
-        from consumer.monitoring import build_monitoring_hooks
+        from consumer.monitoring.drift import build_monitoring_hooks
 
         owned.extend(build_monitoring_hooks(settings, state))
     yield

@@ -2,7 +2,7 @@
 
 Every promotion, reload and rollback is a ModelUpdateEvent on ``housing.model-updates`` (training, the admin
 API and the webhook receiver publish them), so the topic *is* the history. The handler reads it from the
-beginning to its current end with a throwaway consumer (``consumer.control.read_model_updates``), keeps the
+beginning to its current end with a throwaway consumer (``consumer.kafka.control.read_model_updates``), keeps the
 events of one model, and derives a timeline per serving target (``@champion`` and ``stage Production``):
 "version 3 from t1 to t2, version 4 from t2 until now".
 
@@ -136,7 +136,7 @@ async def model_history(request: web.Request) -> web.Response:
     """Events of the served model on the control topic and the derived champion/Production timeline."""
     from confluent_kafka import KafkaException
 
-    from consumer.control import read_model_updates
+    from consumer.kafka.control import read_model_updates
 
     settings = request.app[settings_key]
     try:

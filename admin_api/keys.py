@@ -9,8 +9,8 @@ from aiohttp import web
 if TYPE_CHECKING:
     from admin_api.registry import RegistryOps
     from admin_api.views import HealthMonitor
-    from consumer.control import ModelUpdatePublisher
-    from consumer.settings import Settings
+    from config.settings import Settings
+    from consumer.kafka.control import ModelUpdatePublisher
     from consumer.state import ScorerState
 
 settings_key: web.AppKey[Settings] = web.AppKey("settings")

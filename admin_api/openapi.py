@@ -13,7 +13,7 @@ from typing import Any
 
 from admin_api.registry import ALIAS_PATTERN, MODEL_NAME_PATTERN, STAGES, VERSION_PATTERN
 from admin_api.views import MAX_PREDICT_RECORDS
-from consumer.settings import Settings
+from config.settings import Settings
 from schemas.examples import EXAMPLE_RECORD
 from schemas.validation import MAX_RECORD_ID_CHARS, OCEAN_PROXIMITY_CATEGORIES
 

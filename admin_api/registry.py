@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from admin_api.errors import ApiError, bad_request, not_found, unavailable
-from consumer.settings import Settings
+from config.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class RegistryOps:
     """Blocking registry calls for the admin API (call them off the event loop)."""
 
     def __init__(self, settings: Settings) -> None:
-        from consumer.model import configure_mlflow_client
+        from consumer.models.loader import configure_mlflow_client
 
         configure_mlflow_client()
         from mlflow.tracking import MlflowClient

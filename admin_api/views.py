@@ -30,8 +30,8 @@ from admin_api.registry import (
     validate_stage,
     validate_version,
 )
-from consumer.handle import ModelHandle
-from consumer.settings import Settings
+from config.settings import Settings
+from consumer.core.handle import ModelHandle
 from consumer.state import ReloadResult, ScorerState
 
 logger = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ class HealthMonitor:
             await asyncio.sleep(self.interval)
 
     async def refresh(self) -> None:
-        from consumer.mlflow_probe import mlflow_answers
+        from config.mlflow import mlflow_answers
 
         if self.settings.mlflow.enabled:
             reachable = await asyncio.to_thread(mlflow_answers, self.settings.mlflow.tracking_uri, 2.0,
@@ -347,7 +347,7 @@ app_reloader_key: web.AppKey[Any] = web.AppKey("app_reloader")
 
 async def announce(request: web.Request, **event: Any) -> dict[str, Any]:
     """Publish a ModelUpdateEvent after a registry change: ``{"announced": bool, "event": ..., ...}``."""
-    from consumer.control import ControlPublishError
+    from consumer.kafka.control import ControlPublishError
 
     settings = _settings(request)
     try:
@@ -559,7 +559,7 @@ async def predict(request: web.Request) -> web.Response:
 
 
 def _predict(handle: ModelHandle, records: list[dict[str, Any]]) -> np.ndarray:
-    from consumer.features import to_columns
+    from consumer.core.features import to_columns
 
     try:
         with np.errstate(all="ignore"):  # overflow shows up below as a non-finite prediction
@@ -585,7 +585,7 @@ def _feed_monitors(state: ScorerState, handle: ModelHandle, records: list[dict[s
             logged = bool(prediction_logger.add(predictions, handle, processing_ms))
         drift = state.extra.get("drift_monitor")
         if drift is not None:
-            from consumer.features import to_columns
+            from consumer.core.features import to_columns
 
             drift.observe(to_columns(records))
     except Exception:
@@ -595,7 +595,7 @@ def _feed_monitors(state: ScorerState, handle: ModelHandle, records: list[dict[s
 
 # --- fleet and webhooks ----------------------------------------------------------------------------------------
 async def fleet(request: web.Request) -> web.Response:
-    from consumer.control import read_fleet
+    from consumer.kafka.control import read_fleet
 
     settings = _settings(request)
     try:
@@ -608,7 +608,7 @@ async def fleet(request: web.Request) -> web.Response:
 
 
 async def mlflow_webhook(request: web.Request) -> web.Response:
-    from consumer.webhooks import WebhookError, event_from_webhook, verify_mlflow_webhook
+    from admin_api.webhooks import WebhookError, event_from_webhook, verify_mlflow_webhook
 
     settings = _settings(request)
     if not settings.admin.webhook_secret:
@@ -624,7 +624,7 @@ async def mlflow_webhook(request: web.Request) -> web.Response:
         return json_response({"status": "ignored", "entity": str(payload.get("entity")),
                               "action": str(payload.get("action"))})
     event.pop("source", None)
-    from consumer.control import ControlPublishError
+    from consumer.kafka.control import ControlPublishError
 
     try:
         published = await asyncio.to_thread(request.app[publisher_key].publish, source="webhook", **event)

@@ -1,4 +1,4 @@
-"""Where a batch's CPU goes, without Kafka: the minimal loop's work vs ``consumer.scoring.score_batch``.
+"""Where a batch's CPU goes, without Kafka: the minimal loop's work vs ``consumer.core.scoring.score_batch``.
 
 Both score the same 500 JSON records with the same model (one thread); medians over repeated batches. This
 explains the throughput ratio c/b: what the product does per record (decode with format detection, validate,
@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from consumer.features import FEATURE_COLUMNS
-from consumer.handle import ModelHandle
-from consumer.scoring import Incoming, score_batch
+from consumer.core.features import FEATURE_COLUMNS
+from consumer.core.handle import ModelHandle
+from consumer.core.scoring import Incoming, score_batch
 from producer.records import csv_records, with_ids
 from schemas.codecs import PredictionEncoder, RecordDecoder
 from schemas.validation import validate_record

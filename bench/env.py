@@ -23,8 +23,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from consumer.mlflow_probe import mlflow_answers
-from consumer.settings import Settings, load_settings
+from config.mlflow import mlflow_answers
+from config.settings import Settings, load_settings
 from stack.kafka import KAFKA_VERSION, LocalKafka, broker_answers, ensure_topics
 from stack.mlflow_server import LocalMlflow
 from stack.processes import free_port

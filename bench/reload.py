@@ -2,7 +2,7 @@
 
 A housing-scorer (exactly-once) scores ``housing-produce --rate R``; every few seconds the bench moves the
 ``champion`` alias to the other of two registered versions and publishes a ``promoted`` event with
-``consumer.control.publish_model_update``, as housing-train and the admin API do. A reader here notes when
+``consumer.kafka.control.publish_model_update``, as housing-train and the admin API do. A reader here notes when
 each prediction arrives and which version made it. Per reload: latency from just before the publish to the
 first arrival made by the new version, and predictions/s in 100 ms buckets around it. At the end every input
 key must have exactly one output (no gap, no duplicate).
@@ -37,7 +37,7 @@ def run(env: BenchEnv, *, rate: int, reloads: int, out_dir: Path, guarantee: str
         batch_max_records: int | None = None, batch_max_wait_ms: int | None = None) -> dict[str, Any]:
     from mlflow import MlflowClient
 
-    from consumer.control import publish_model_update
+    from consumer.kafka.control import publish_model_update
 
     model = env.prepare_model(versions=2)
     defaults = env.settings().scorer

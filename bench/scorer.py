@@ -2,7 +2,7 @@
 
 A subprocess, not ``ScorerService`` in the bench process: the RSS is the scorer's alone, and the scorer's
 threads do not share a GIL with the benchmark's readers. Configured through the environment only (the names
-in consumer/settings.py), so it runs exactly as an operator would start it.
+in config/settings.py), so it runs exactly as an operator would start it.
 """
 
 from __future__ import annotations

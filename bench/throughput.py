@@ -25,8 +25,8 @@ from tqdm import tqdm
 from bench.env import BenchEnv, step
 from bench.io import preload, read_outputs
 from bench.scorer import ScorerProcess
-from consumer.features import FEATURE_COLUMNS
-from consumer.model import load_fallback
+from consumer.core.features import FEATURE_COLUMNS
+from consumer.models.loader import load_fallback
 from consumer.service import limit_model_threads
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from consumer.settings import Settings, SettingsError, add_settings_arguments, settings_from_args
+from config.settings import Settings, SettingsError, add_settings_arguments, settings_from_args
 
 
 def configure_logging(level: str) -> None:
@@ -54,8 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     pin_thread_pools(settings.scorer.model_threads)
 
-    from consumer.loop import ScorerFatalError
-    from consumer.model import ModelUnavailable
+    from consumer.kafka.loop import ScorerFatalError
+    from consumer.models.loader import ModelUnavailable
     from consumer.service import ScorerService
 
     service = ScorerService(settings)

@@ -19,17 +19,17 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from consumer.control import ControlListener, StatusPublisher, control_start_offsets
-from consumer.handle import ModelHandle
-from consumer.loop import ScorerFatalError, ScoringLoop, check_kafka_topics
-from consumer.mlflow_probe import mlflow_answers
-from consumer.model import ModelLoader, load_startup_model
-from consumer.monitoring import build_monitoring_hooks
-from consumer.poller import RegistryPoller
-from consumer.reload import Reloader
-from consumer.scoring import BatchHook
-from consumer.settings import Settings
-from consumer.shadow import ShadowMonitor
+from config.mlflow import mlflow_answers
+from config.settings import Settings
+from consumer.core.handle import ModelHandle
+from consumer.core.scoring import BatchHook
+from consumer.kafka.control import ControlListener, StatusPublisher, control_start_offsets
+from consumer.kafka.loop import ScorerFatalError, ScoringLoop, check_kafka_topics
+from consumer.models.loader import ModelLoader, load_startup_model
+from consumer.models.poller import RegistryPoller
+from consumer.models.reloader import Reloader
+from consumer.monitoring.drift import build_monitoring_hooks
+from consumer.monitoring.shadow import ShadowMonitor
 from consumer.state import ReloadResult, ScorerState
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class ScorerService:
                                               load_seconds=handle.load_seconds))
         logger.info("model %s loaded in %.2fs from %s", handle.label, handle.load_seconds, handle.uri)
         hooks = self._start_control_plane(handle, loader, control_offsets)
-        # Drift monitor and prediction logger (consumer/monitoring.py): their work runs on their own threads.
+        # Drift monitor and prediction logger (consumer/monitoring/drift.py): their work runs on their own threads.
         monitoring = build_monitoring_hooks(self.settings, self.state)
         self.components.extend(monitoring)
         self.loop = ScoringLoop(self.settings, self.state, hooks=(*self._extra_hooks, *hooks, *monitoring))

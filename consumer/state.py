@@ -13,9 +13,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.handle import ModelHandle
+from config.settings import Settings
+from consumer.core.handle import ModelHandle
 from consumer.metrics import ScorerMetrics
-from consumer.settings import Settings
 
 
 @dataclass(frozen=True)

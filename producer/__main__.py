@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from types import FrameType
 
-from consumer.settings import SettingsError, add_settings_arguments, settings_from_args
+from config.settings import SettingsError, add_settings_arguments, settings_from_args
 from producer.publish import (
     DEFAULT_CONNECT_TIMEOUT,
     BrokerUnavailableError,

@@ -42,7 +42,7 @@ REASONS: Final[dict[str, str]] = {
     "unknown_category": "ocean_proximity is not one of the five categories (exact, case-sensitive)",
     "bad_record_id": "record_id is not a non-empty string of at most 256 characters",
     "bad_event_time": "event_time is not an integer of milliseconds since the epoch (0 <= t < 2**63)",
-    # predict stage: reported by consumer/scoring.py
+    # predict stage: reported by consumer/core/scoring.py
     "predict_failed": "the model raised while predicting this record",
     "non_finite_prediction": "the model returned NaN or an infinite value for this record",
 }

@@ -26,7 +26,7 @@ os.chdir(ROOT)
 
 from confluent_kafka import Consumer, Message, TopicPartition  # noqa: E402
 
-from consumer.settings import load_settings  # noqa: E402
+from config.settings import load_settings  # noqa: E402
 from schemas.codecs import decode_prediction  # noqa: E402
 from stack.local import LocalStack  # noqa: E402
 from stack.processes import StackError, read_pid, start_process, stop_process, wait_until  # noqa: E402

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from consumer.settings import SettingsError, load_settings
+from config.settings import SettingsError, load_settings
 from stack.local import LocalStack
 from stack.processes import StackError
 

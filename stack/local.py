@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from consumer.mlflow_probe import mlflow_answers
-from consumer.settings import PROJECT_ROOT, Settings
+from config.mlflow import mlflow_answers
+from config.settings import PROJECT_ROOT, Settings
 from stack.kafka import LocalKafka, broker_answers, ensure_topics
 from stack.mlflow_server import LocalMlflow
 from stack.processes import StackError, stop_process

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from consumer.mlflow_probe import mlflow_answers
+from config.mlflow import mlflow_answers
 from stack.processes import StackError, port_is_free, read_pid, start_process, stop_process, tail, wait_until
 
 logger = logging.getLogger(__name__)

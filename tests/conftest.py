@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from consumer.settings import Settings, load_settings
+from config.settings import Settings, load_settings
 from stack.kafka import LocalKafka, broker_answers, ensure_topics
 from stack.local import DLQ_MAX_MESSAGE_BYTES
 from stack.mlflow_server import LocalMlflow

@@ -11,7 +11,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from consumer.settings import Settings
+from config.settings import Settings
 from producer.bad_records import BAD_RECORDS
 from stack.processes import wait_until as wait_for  # noqa: F401 - re-exported for the tests
 from training.data import load_housing

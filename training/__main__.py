@@ -1,7 +1,7 @@
 """``housing-train``: train the models, log them to MLflow, register the best, write the fallback.
 
 Every setting is a flag; unset flags fall back to the environment, then config/mlflow_config.yaml,
-then the built-in defaults (``consumer.settings``). Progress goes to stderr, the result table to
+then the built-in defaults (``config.settings``). Progress goes to stderr, the result table to
 stdout (``--json`` prints the TrainingResult as JSON instead). Exit status: 0 on success, 1 when
 training fails (one line on stderr, e.g. the tracking server is down), 2 on bad arguments.
 """
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from consumer.settings import (
+from config.settings import (
     PROJECT_ROOT,
     Settings,
     SettingsError,

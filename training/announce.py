@@ -14,8 +14,8 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from consumer.control import ControlPublishError, publish_model_update
-from consumer.settings import Settings
+from config.settings import Settings
+from consumer.kafka.control import ControlPublishError, publish_model_update
 from training.register import CHAMPION_ALIAS, PRODUCTION, TrainingResult
 
 logger = logging.getLogger(__name__)
@@ -74,8 +74,8 @@ def _who() -> str:
 def audit_promotion(settings: Settings, result: TrainingResult, event: dict[str, Any] | None, detail: str) -> None:
     """Record the promotion in the audit trail; tag the version when its registry answers (never raises)."""
     from admin_api.audit import AuditLog, AuditRecord, mlflow_tagger, utc_stamp
-    from consumer.mlflow_probe import mlflow_answers
-    from consumer.model import configure_mlflow_client
+    from config.mlflow import mlflow_answers
+    from consumer.models.loader import configure_mlflow_client
 
     record = AuditRecord(at=utc_stamp(), who=_who(), action="promote", model_name=result.model_name,
                          version=result.version, alias=CHAMPION_ALIAS, stage=PRODUCTION, detail=detail,

@@ -1,7 +1,7 @@
 """Loading and splitting the California-housing CSV for training.
 
 The frames handed to the pipelines have exactly the shape the scorer builds with
-``consumer.features.to_frame``: FEATURE_COLUMNS in order, numeric columns float64 (NaN where
+``consumer.core.features.to_frame``: FEATURE_COLUMNS in order, numeric columns float64 (NaN where
 missing), ``ocean_proximity`` object dtype, a fresh RangeIndex. pandas 3 reads text as its ``str``
 dtype, so the categorical column is cast back to object here, once.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from consumer.features import CATEGORICAL_COLUMN, FEATURE_COLUMNS, NUMERIC_COLUMNS, TARGET_COLUMN
+from consumer.core.features import CATEGORICAL_COLUMN, FEATURE_COLUMNS, NUMERIC_COLUMNS, TARGET_COLUMN
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The model pipelines: one pure builder per model kind, no I/O, no MLflow.
 
-Every pipeline takes exactly the frame ``consumer.features.to_frame`` builds (FEATURE_COLUMNS in
+Every pipeline takes exactly the frame ``consumer.core.features.to_frame`` builds (FEATURE_COLUMNS in
 order, numeric float64 with NaN allowed, ``ocean_proximity`` object dtype) and does its own
 preprocessing, so the logged model is the whole transform + estimator and the scorer never
 re-implements a feature step:
@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
-from consumer.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS, OCEAN_PROXIMITY_CATEGORIES
+from consumer.core.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS, OCEAN_PROXIMITY_CATEGORIES
 
 logger = logging.getLogger(__name__)
 

@@ -45,16 +45,16 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from consumer.features import FEATURE_COLUMNS, TARGET_COLUMN
+from consumer.core.features import FEATURE_COLUMNS, TARGET_COLUMN
+from consumer.core.profile import build_profile
 from training import data as training_data
 from training import plots
 from training.pipeline import ESTIMATOR_STEP, MODEL_KINDS, build_pipeline, normalize_kind
-from training.profile import build_profile
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-    from consumer.settings import Settings
+    from config.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class TrainingConfig:
     def from_settings(cls, settings: Settings, **overrides: Any) -> TrainingConfig:
         """Config from the product settings (tracking URI, model name, fallback path, experiment).
 
-        :param settings: from ``consumer.settings.load_settings()``.
+        :param settings: from ``config.settings.load_settings()``.
         :param overrides: any TrainingConfig field; None values are ignored.
         """
         base = cls(

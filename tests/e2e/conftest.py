@@ -1,7 +1,7 @@
 """E2E fixtures: ``housing-scorer`` as a real subprocess, configured only through environment variables.
 
 ``scorer_process(settings, instance_id=...)`` starts ``python -m consumer --no-admin-api`` with the settings turned
-into the environment variables an operator would set (consumer.settings.SETTINGS names them), waits until the
+into the environment variables an operator would set (config.settings.SETTINGS names them), waits until the
 log says it holds partitions, and kills whatever is still running at teardown. Each process logs to its own file
 under the test's tmp_path, so a failing assertion can show the scorer's own words.
 """
@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from consumer.settings import SETTINGS, Settings
+from config.settings import SETTINGS, Settings
 from producer.bad_records import BAD_RECORDS, LARGE_KINDS
 from tests.helpers import Received, committed_total, consume_all, housing_rows, keys_of, wait_for
 

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from consumer.settings import Settings
+from config.settings import Settings
 from tests.e2e.conftest import (
     BackgroundProducer,
     ScorerFactory,

@@ -33,8 +33,8 @@ from typing import Any
 import psutil
 import pytest
 
-from consumer.control import publish_model_update
-from consumer.settings import Settings, load_settings
+from config.settings import Settings, load_settings
+from consumer.kafka.control import publish_model_update
 from stack.mlflow_server import LocalMlflow
 from stack.processes import free_port
 from tests.conftest import PROJECT_ROOT, RegisteredModel, train_quick_model

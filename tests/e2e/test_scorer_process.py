@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from consumer.settings import Settings
+from config.settings import Settings
 from stack.kafka import LocalKafka, ensure_topics
 from stack.local import DLQ_MAX_MESSAGE_BYTES
 from stack.processes import free_port

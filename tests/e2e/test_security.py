@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError
 
-from consumer.control import publish_model_update, read_fleet, read_model_updates
-from consumer.loop import CREDENTIAL_SETTINGS, security_problem
-from consumer.settings import Settings, load_settings
+from config.settings import Settings, load_settings
+from consumer.kafka.control import publish_model_update, read_fleet, read_model_updates
+from consumer.kafka.loop import CREDENTIAL_SETTINGS, security_problem
 from stack.kafka import LocalKafka, ensure_topics
 from stack.processes import free_port
 from tests.e2e.conftest import ScorerFactory
@@ -187,7 +187,7 @@ async def test_admin_api_serves_https_with_the_configured_certificate(tmp_path: 
     from aiohttp import web
 
     from admin_api.app import create_app, ssl_context
-    from consumer.model import load_fallback
+    from consumer.models.loader import load_fallback
     from consumer.state import ScorerState
 
     cert, key = self_signed(tmp_path)

@@ -10,8 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from admin_api.app import create_app
-from consumer.model import ModelLoader
-from consumer.settings import Settings
+from config.settings import Settings
+from consumer.models.loader import ModelLoader
 from consumer.state import ScorerState
 from tests.conftest import RegisteredModel, train_quick_model
 

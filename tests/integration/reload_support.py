@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from consumer.settings import Settings
+from config.settings import Settings
 from schemas.codecs import decode_prediction
 from tests.conftest import RegisteredModel, train_quick_model
 from tests.helpers import Received, housing_rows

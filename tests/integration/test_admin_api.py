@@ -17,10 +17,10 @@ from aiohttp.test_utils import TestClient
 from mlflow.tracking import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.control import StatusPublisher
-from consumer.settings import Settings
+from admin_api.webhooks import sign_mlflow_webhook
+from config.settings import Settings
+from consumer.kafka.control import StatusPublisher
 from consumer.state import ScorerState
-from consumer.webhooks import sign_mlflow_webhook
 from schemas.codecs import decode_model_update
 from schemas.examples import EXAMPLE_RECORD
 from stack.processes import free_port

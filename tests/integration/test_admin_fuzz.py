@@ -25,8 +25,8 @@ from aiohttp import web
 from admin_api.app import create_app
 from admin_api.errors import ApiError
 from admin_api.registry import RegistryOps
+from config.settings import Settings
 from consumer.service import ScorerService
-from consumer.settings import Settings
 from tests.conftest import train_quick_model
 from tests.helpers import wait_for
 

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
+from config.settings import Settings
 from consumer.service import ScorerService
-from consumer.settings import Settings
 from tests.helpers import committed_total, consume_all, keys_of, produce_records, wait_for
 from tests.integration.reload_support import PacedProducer
 

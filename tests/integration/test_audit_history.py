@@ -19,7 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from mlflow.tracking import MlflowClient
 
-from consumer.settings import Settings
+from config.settings import Settings
 from tests.conftest import RegisteredModel
 from tests.integration.conftest import AdminClientFactory
 

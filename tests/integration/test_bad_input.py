@@ -15,8 +15,8 @@ import uuid
 
 import pytest
 
+from config.settings import Settings
 from consumer.service import ScorerService
-from consumer.settings import Settings
 from producer.bad_records import BAD_RECORDS, LARGE_KINDS
 from schemas import topics as topic_names
 from tests.helpers import consume_all, housing_rows, keys_of, wait_for

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from consumer.control import publish_model_update, read_fleet
-from consumer.settings import Settings
+from config.settings import Settings
+from consumer.kafka.control import publish_model_update, read_fleet
 from tests.conftest import PROJECT_ROOT
 from tests.helpers import consume_all, keys_of, produce_records, wait_for
 from tests.integration.reload_support import move_alias, scorer_overrides, two_versions

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from consumer.control import build_model_update, publish_event, publish_model_update, read_fleet
+from consumer.kafka.control import build_model_update, publish_event, publish_model_update, read_fleet
 from consumer.service import ScorerService
 from tests.conftest import train_quick_model
 from tests.helpers import consume_all, keys_of, produce_records, wait_for

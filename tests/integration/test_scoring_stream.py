@@ -6,7 +6,7 @@ offline for the same rows (loaded independently with mlflow.sklearn, on a traini
 
 confluent-kafka 2.16's ``SchemaRegistryClient.new_client({"url": "mock://x"})`` gives every call its own empty
 in-memory store (nothing is shared per URL), so the test hands the scorer the same mock client its producer
-registered with, by patching ``consumer.loop.registry_client``.
+registered with, by patching ``consumer.kafka.loop.registry_client``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from confluent_kafka import Producer
 
-import consumer.loop
+import consumer.kafka.loop
+from config.settings import Settings
 from consumer.service import ScorerService
-from consumer.settings import Settings
 from schemas import topics as topic_names
 from schemas.codecs import RecordEncoder, WireFormat, decode_prediction, detect_format, registry_client
 from tests.conftest import RegisteredModel
@@ -72,8 +72,8 @@ def test_mixed_formats_every_record_one_output_equal_to_offline_predictions(
         scorer_settings: Settings, registered_model: RegisteredModel, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"mock://stream-{uuid.uuid4().hex[:8]}"
     shared_registry = registry_client(url)
-    original = consumer.loop.registry_client
-    monkeypatch.setattr(consumer.loop, "registry_client",
+    original = consumer.kafka.loop.registry_client
+    monkeypatch.setattr(consumer.kafka.loop, "registry_client",
                         lambda u, config=None: shared_registry if u == url else original(u, config))
     settings = scorer_settings.replace(schema_registry_url=url, **{"scorer.batch_max_records": 64})
     encoder = RecordEncoder(shared_registry, subject=f"{settings.topics.records}-value")

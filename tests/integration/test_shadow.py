@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from consumer.control import publish_model_update
-from consumer.handle import ModelHandle
+from consumer.core.handle import ModelHandle
+from consumer.kafka.control import publish_model_update
 from consumer.service import ScorerService
 from tests.helpers import consume_all, produce_records, wait_for
 from tests.integration.reload_support import corrupt_version, decoded, move_alias, scorer_overrides, two_versions

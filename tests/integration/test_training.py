@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from consumer.features import FEATURE_COLUMNS, to_frame
+from consumer.core.features import FEATURE_COLUMNS, to_frame
+from consumer.core.profile import psi
 from training import __main__ as cli
 from training.data import load_housing
-from training.profile import psi
 from training.register import TrainingConfig, TrainingResult, train_and_register
 
 pytestmark = pytest.mark.integration

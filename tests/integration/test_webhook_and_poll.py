@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from consumer import service as service_module
-from consumer.control import end_offsets, publish_model_update, read_fleet
+from consumer.kafka.control import end_offsets, publish_model_update, read_fleet
 from consumer.service import ScorerService
 from tests.helpers import wait_for
 from tests.integration.reload_support import (

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from consumer.settings import SETTINGS, load_settings
+from config.settings import SETTINGS, load_settings
 from stack.kafka import KAFKA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]

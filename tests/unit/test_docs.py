@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from consumer.settings import SETTINGS
+from config.settings import SETTINGS
 from schemas.errors import REASONS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()

@@ -1,0 +1,96 @@
+"""The model handle: one immutable object naming the model that makes every prediction.
+
+The scorer holds exactly one current handle and replaces the reference between batches, so a batch
+is always scored by one model and every prediction can name the version that made it.
+This module imports no MLflow: loading lives in consumer/models/loader.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from consumer.core.features import FeatureColumns, as_frame
+
+ModelSource = Literal["registry", "fallback", "memory"]
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """A loaded model plus the registry coordinates it came from."""
+
+    model: Any
+    """Anything with ``predict(frame) -> array``: a scikit-learn Pipeline taking the FEATURE_COLUMNS frame (the
+    verified fast path takes the batch's columns without building one)."""
+    name: str
+    """Registered model name, e.g. ``california_housing_best_model``."""
+    version: str
+    """Registry version as a string ("3"); for the fallback file, the version recorded in model.json."""
+    alias: str | None = None
+    """Alias it was resolved by (``champion``), if any."""
+    stage: str | None = None
+    """Stage of the version when loaded (``Production``), if any."""
+    uri: str = ""
+    """Where it was loaded from: ``models:/name/3`` or a file path."""
+    run_id: str | None = None
+    source: ModelSource = "registry"
+    """``registry`` or ``fallback`` (the local pickle, used when the registry cannot be reached)."""
+    loaded_at: float = field(default_factory=time.time)
+    load_seconds: float = 0.0
+    input_example: Any = None
+    """The version's stored input example (a DataFrame), used to check a model before it is swapped in."""
+    reference_profile: Mapping[str, Any] | None = None
+    """The training split's feature profile (bin edges and proportions) for drift monitoring."""
+    _fast_predict: Callable[[Any], np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
+    """Set once by ``__post_init__``: the verified numpy fast path, or None to call ``model.predict``."""
+
+    def __post_init__(self) -> None:
+        from consumer.core.fastpath import verified_predictor
+
+        # Where the model has the training pipeline's shape, a numpy path that predicts exactly what it does
+        # without pandas per call (consumer/core/fastpath.py); checked here, once per loaded model.
+        object.__setattr__(self, "_fast_predict", verified_predictor(self.model, self.input_example))
+
+    @property
+    def fast_path(self) -> bool:
+        """Whether predictions go through the verified numpy fast path."""
+        return self._fast_predict is not None
+
+    def predict(self, features: FeatureColumns | pd.DataFrame) -> np.ndarray:
+        """One vectorised call for a whole batch (its feature columns or its frame); returns float64 predictions."""
+        if self._fast_predict is not None:
+            return self._fast_predict(features)
+        return np.asarray(self.model.predict(as_frame(features)), dtype=np.float64).reshape(-1)
+
+    @property
+    def version_number(self) -> int:
+        """The version as an int for ordering (stale-event checks); 0 when it is not numeric."""
+        try:
+            return int(self.version)
+        except (TypeError, ValueError):
+            return 0
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready metadata (the shape /api/model/info reports as model_metadata)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "alias": self.alias,
+            "stage": self.stage,
+            "model_uri": self.uri,
+            "run_id": self.run_id,
+            "source": self.source,
+            "loaded_at": self.loaded_at,
+            "load_seconds": round(self.load_seconds, 4),
+        }
+
+    @property
+    def label(self) -> str:
+        """Short human name for logs: ``california_housing_best_model v3 (@champion)``."""
+        via = f" (@{self.alias})" if self.alias else (f" ({self.stage})" if self.stage else "")
+        return f"{self.name} v{self.version}{via}" + (" [fallback file]" if self.source == "fallback" else "")

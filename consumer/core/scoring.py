@@ -1,0 +1,276 @@
+"""The pure scoring core: a batch of Kafka messages in, predictions and dead letters out.
+
+No Kafka and no MLflow here: consumer/kafka/loop.py hands in plain ``Incoming`` tuples and produces the
+returned ``Scored`` values to the predictions topic and ``Rejected`` values to the dead-letter
+topic. Per record the work is decode + validate (cheap, plain Python); the model is called once
+per batch on the batch's feature columns (no DataFrame unless the model needs one). Only if that
+call raises is the batch re-predicted record by record, to find and reject the records the model
+cannot score without losing the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from consumer.core.features import FeatureColumns, row_count, take_rows, to_columns
+from consumer.core.handle import ModelHandle
+from schemas import topics
+from schemas.codecs import PredictionEncoder, PredictionJsonWriter, RecordDecoder, WireFormat
+from schemas.errors import PREDICT, SchemaError
+from schemas.validation import validate_record
+
+logger = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+
+class Incoming(NamedTuple):
+    """One consumed message, as the loop sees it."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+    """Broker/producer timestamp, if any."""
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class Scored(NamedTuple):
+    """A prediction ready to produce to the predictions topic."""
+
+    key: bytes | None
+    """The input's key, unchanged."""
+    value: bytes
+    """Prediction encoded in the input's wire format."""
+    headers: Headers
+    """model_name, model_version and format."""
+    source: Incoming
+    record_id: str
+    prediction: float
+
+
+class Rejected(NamedTuple):
+    """A record for the dead-letter topic."""
+
+    key: bytes | None
+    """The input's key, unchanged."""
+    value: bytes
+    """The ORIGINAL bytes (b"" when the value was null)."""
+    headers: Headers
+    """dlq.reason, dlq.message, dlq.stage, dlq.source.topic/partition/offset."""
+    source: Incoming
+    reason: str
+    """A code from schemas.errors.REASONS."""
+    stage: str
+    """decode, validate or predict."""
+    message: str
+
+
+class BatchResult(NamedTuple):
+    """What one batch produced; each list follows input order."""
+
+    scored: list[Scored]
+    rejected: list[Rejected]
+    features: FeatureColumns | None
+    """Feature columns of the scored records (row i is scored[i]), for drift monitoring; None if none."""
+    predictions: np.ndarray
+    """float64 predictions of the scored records (predictions[i] is scored[i].prediction)."""
+    predict_seconds: float = 0.0
+    """Time spent in the model's predict call(s) for this batch."""
+
+
+BatchHook = Callable[[BatchResult, ModelHandle], None]
+"""Called by the scoring loop after each committed batch (drift monitor, prediction logger, shadow monitor).
+It runs on the scoring thread: it must be quick (hand work to a queue) and never raise."""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _record_id(record: dict[str, Any], msg: Incoming) -> str:
+    record_id = record["record_id"]
+    if record_id:
+        return str(record_id)
+    if msg.key:
+        try:
+            return msg.key.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return f"{msg.topic}-{msg.partition}-{msg.offset}"
+
+
+def _reject(msg: Incoming, reason: str, stage: str, message: str, model: ModelHandle | None = None) -> Rejected:
+    headers: Headers = [
+        (topics.HEADER_DLQ_REASON, reason.encode()),
+        (topics.HEADER_DLQ_MESSAGE, message.encode("utf-8", "replace")),
+        (topics.HEADER_DLQ_STAGE, stage.encode()),
+        (topics.HEADER_DLQ_SOURCE_TOPIC, msg.topic.encode("utf-8", "replace")),
+        (topics.HEADER_DLQ_SOURCE_PARTITION, str(msg.partition).encode()),
+        (topics.HEADER_DLQ_SOURCE_OFFSET, str(msg.offset).encode()),
+    ]
+    if model is not None:  # a predict-stage failure names the model that failed
+        headers.append((topics.HEADER_MODEL_NAME, model.name.encode()))
+        headers.append((topics.HEADER_MODEL_VERSION, model.version.encode()))
+    return Rejected(msg.key, msg.value or b"", headers, msg, reason, stage, message)
+
+
+def _predict_all(model: ModelHandle, features: FeatureColumns) -> np.ndarray:
+    predictions = model.predict(features)
+    rows = row_count(features)
+    if predictions.shape != (rows,):
+        raise ValueError(f"model returned {predictions.shape} predictions for {rows} rows")
+    return predictions
+
+
+def _predict_isolated(model: ModelHandle, features: FeatureColumns) -> list[float | Exception]:
+    """Error path only: predict row by row so one bad row does not sink the batch."""
+    out: list[float | Exception] = []
+    for i in range(row_count(features)):
+        try:
+            out.append(float(_predict_all(model, take_rows(features, slice(i, i + 1)))[0]))
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
+def _shadow_predictions(shadow: ModelHandle, features: FeatureColumns) -> np.ndarray | None:
+    try:
+        return _predict_all(shadow, features)
+    except Exception:
+        # The shadow never affects the main prediction: log once per batch and carry on.
+        logger.warning(
+            "shadow model %s version %s failed on a batch of %d; shadow fields left null",
+            shadow.name,
+            shadow.version,
+            row_count(features),
+            exc_info=True,
+        )
+        return None
+
+
+def score_batch(
+    batch: Sequence[Incoming],
+    model: ModelHandle,
+    *,
+    decoder: RecordDecoder,
+    encoder: PredictionEncoder,
+    shadow: ModelHandle | None = None,
+    now_ms: Callable[[], int] = _now_ms,
+) -> BatchResult:
+    """Decode, validate, predict and encode one batch.
+
+    :param batch: messages in consumption order.
+    :param model: the current model handle; called once for the whole batch.
+    :param decoder: decodes record values (its registry resolves Confluent ids).
+    :param encoder: encodes predictions in each input's wire format.
+    :param shadow: optional second model scored on the same columns; its failures are swallowed.
+    :param now_ms: clock for ``scored_at`` (read once per batch).
+    :returns: scored and rejected messages, each in input order, plus the scored records' feature columns.
+    :raises RegistryUnavailableError: the schema registry could not be asked; nothing should be
+        committed for this batch.
+    """
+    rejected: list[tuple[int, Rejected]] = []
+    valid: list[tuple[int, Incoming, dict[str, Any], WireFormat]] = []
+    for index, msg in enumerate(batch):
+        try:
+            fields, fmt, _ = decoder.decode(msg.value)
+            record = validate_record(fields)
+        except SchemaError as exc:
+            rejected.append((index, _reject(msg, exc.reason, exc.stage, exc.message)))
+            continue
+        valid.append((index, msg, record, fmt))
+
+    if not valid:
+        return BatchResult([], [r for _, r in rejected], None, np.empty(0, dtype=np.float64))
+
+    columns = to_columns([record for _, _, record, _ in valid])
+    outcomes: np.ndarray | list[float | Exception]
+    predict_started = time.perf_counter()
+    try:
+        outcomes = _predict_all(model, columns)
+    except Exception as exc:
+        logger.warning(
+            "model %s version %s failed on a batch of %d (%s); predicting record by record",
+            model.name,
+            model.version,
+            len(valid),
+            exc,
+        )
+        outcomes = _predict_isolated(model, columns)
+    predict_seconds = time.perf_counter() - predict_started
+    shadow_out = _shadow_predictions(shadow, columns) if shadow is not None else None
+    shadow_version = shadow.version if shadow is not None and shadow_out is not None else None
+
+    scored_at = now_ms()
+    json_writer = PredictionJsonWriter(model_name=model.name, model_version=model.version,
+                                       model_alias=model.alias, model_stage=model.stage, scored_at=scored_at,
+                                       shadow_model_version=shadow_version)
+    scored: list[Scored] = []
+    kept_rows: list[int] = []
+    headers: dict[WireFormat, Headers] = {}
+    for row, ((index, msg, record, fmt), outcome) in enumerate(zip(valid, outcomes, strict=True)):
+        if isinstance(outcome, Exception):
+            message = f"model {model.name} v{model.version} failed: {type(outcome).__name__}: {outcome}"
+            rejected.append((index, _reject(msg, "predict_failed", PREDICT, message[:300], model)))
+            continue
+        prediction = float(outcome)
+        if not math.isfinite(prediction):
+            message = f"model {model.name} v{model.version} predicted {prediction!r}"
+            rejected.append((index, _reject(msg, "non_finite_prediction", PREDICT, message, model)))
+            continue
+        shadow_prediction: float | None = None
+        if shadow_out is not None:
+            shadow_prediction = float(shadow_out[row])
+            if not math.isfinite(shadow_prediction):
+                shadow_prediction = None
+        record_id = _record_id(record, msg)
+        if fmt is WireFormat.JSON:  # the common case, formatted without building a dict
+            value = json_writer.write(record_id, prediction, msg.topic, msg.partition, msg.offset,
+                                      record["event_time"], shadow_prediction)
+        else:
+            value = encoder.encode(
+                {
+                    "record_id": record_id,
+                    "prediction": prediction,
+                    "model_name": model.name,
+                    "model_version": model.version,
+                    "model_alias": model.alias,
+                    "model_stage": model.stage,
+                    "scored_at": scored_at,
+                    "source_topic": msg.topic,
+                    "source_partition": msg.partition,
+                    "source_offset": msg.offset,
+                    "event_time": record["event_time"],
+                    "shadow_prediction": shadow_prediction,
+                    "shadow_model_version": shadow_version,
+                },
+                fmt,
+            )
+        if fmt not in headers:
+            headers[fmt] = [
+                (topics.HEADER_MODEL_NAME, model.name.encode()),
+                (topics.HEADER_MODEL_VERSION, model.version.encode()),
+                (topics.HEADER_FORMAT, fmt.value.encode()),
+            ]
+        # a fresh list per message: producers may append their own headers
+        scored.append(Scored(msg.key, value, list(headers[fmt]), msg, record_id, prediction))
+        kept_rows.append(row)
+
+    if len(kept_rows) == len(valid):
+        features: FeatureColumns | None = columns
+    elif kept_rows:
+        features = take_rows(columns, np.asarray(kept_rows))
+    else:
+        features = None
+    predictions = np.fromiter((s.prediction for s in scored), dtype=np.float64, count=len(scored))
+    rejected.sort(key=lambda item: item[0])
+    return BatchResult(scored, [r for _, r in rejected], features, predictions, predict_seconds)

@@ -1,0 +1,1 @@
+"""Watching the stream: drift, prediction logging to MLflow, shadow comparisons."""
