@@ -133,7 +133,7 @@ class RegistryOps:
     """Blocking registry calls for the admin API (call them off the event loop)."""
 
     def __init__(self, settings: Settings) -> None:
-        from consumer.models.loader import configure_mlflow_client
+        from config.mlflow import configure_mlflow_client
 
         configure_mlflow_client()
         from mlflow.tracking import MlflowClient

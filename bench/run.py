@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.env import RESULTS_DIR, BenchEnv, load_average, machine_info, step
+from config.runtime import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("mlflow", "alembic", "urllib3", "git"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(args.log_level)
     sections = tuple(dict.fromkeys(args.only or SECTIONS))
     out_dir: Path = args.output_dir or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)

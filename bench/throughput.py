@@ -25,9 +25,9 @@ from tqdm import tqdm
 from bench.env import BenchEnv, step
 from bench.io import preload, read_outputs
 from bench.scorer import ScorerProcess
+from config.runtime import limit_thread_pools
 from consumer.core.features import FEATURE_COLUMNS
 from consumer.models.loader import load_fallback
-from consumer.service import limit_model_threads
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def scorer_run(env: BenchEnv, in_topic: str, count: int, guarantee: str, batch_m
 def run(env: BenchEnv, *, count: int, naive_count: int, batch_max_records: int,
         batch_max_wait_ms: int) -> dict[str, Any]:
     assert env.model is not None
-    limit_model_threads(1)  # as the scorer does (MODEL_THREADS=1)
+    limit_thread_pools(1)  # as the scorer does (MODEL_THREADS=1)
     handle = load_fallback(env.model.fallback_paths[-1], env.model.name)
     model = handle.model
     in_topic = env.create_topic(f"bench-{env.run_id}-throughput.records")

@@ -9,28 +9,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from config.runtime import THREADED_FORMAT, configure_logging, pin_thread_pools
 from config.settings import Settings, SettingsError, add_settings_arguments, settings_from_args
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s [%(threadName)s]: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("urllib3", "mlflow", "alembic", "git"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-
-
-def pin_thread_pools(threads: int) -> None:
-    """Size OpenMP/BLAS pools for every thread of the process, before scikit-learn loads them.
-
-    OpenMP's thread count is per calling thread, so a limit set on the main thread does not reach the scoring
-    thread; the environment does. On 2 cores HistGradientBoosting with 2 OpenMP threads runs 3-4x slower as
-    soon as anything else (the broker, another scorer) wants a core.
-    """
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(name, str(threads))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.show_config:
         print(json.dumps({k: v for k, v in settings.as_dict().items()}, indent=2, default=str))
         return 0
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=THREADED_FORMAT)
     pin_thread_pools(settings.scorer.model_threads)
 
     from consumer.kafka.loop import ScorerFatalError

@@ -20,6 +20,7 @@ from typing import Any
 from confluent_kafka import TopicPartition
 
 from config.mlflow import mlflow_answers
+from config.runtime import limit_thread_pools
 from config.settings import Settings
 from consumer.core.handle import ModelHandle
 from consumer.core.scoring import BatchHook
@@ -36,12 +37,6 @@ logger = logging.getLogger(__name__)
 
 EXIT_FATAL = 2
 
-
-def limit_model_threads(threads: int) -> None:
-    """Pin OpenMP/BLAS pools: on 2 cores HistGradientBoosting's 2 OpenMP threads collapse under contention."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=threads)
 
 
 class ScorerService:
@@ -67,7 +62,7 @@ class ScorerService:
     # --- start / stop --------------------------------------------------------------------------------
     def start(self) -> None:
         """Load the model and start the scoring thread. Raises ModelUnavailable / ScorerFatalError."""
-        limit_model_threads(self.settings.scorer.model_threads)
+        limit_thread_pools(self.settings.scorer.model_threads)
         check_kafka_topics(self.settings)  # before anything waits on Kafka: a wrong address fails in seconds
         self.state.kafka_connected = True
         # The control topic's end, taken BEFORE the registry is asked: an event published while this instance

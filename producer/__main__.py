@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from types import FrameType
 
+from config.runtime import configure_logging
 from config.settings import SettingsError, add_settings_arguments, settings_from_args
 from producer.publish import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -103,8 +104,7 @@ def _records(args: argparse.Namespace) -> Iterator[Record]:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level)
     # librdkafka repeats connection errors many times a second; the publisher reports the cause once.
     logging.getLogger("producer.librdkafka").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
 

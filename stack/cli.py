@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from config.runtime import configure_logging
 from config.settings import SettingsError, load_settings
 from stack.local import LocalStack
 from stack.processes import StackError
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.WARNING, fmt="%(levelname)s %(name)s: %(message)s")
     try:
         stack = LocalStack(load_settings(), home=args.home, kafka_port=args.kafka_port,
                            controller_port=args.kafka_port + 1 if args.kafka_port else None,

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from config.runtime import configure_logging
 from config.settings import (
     PROJECT_ROOT,
     Settings,
@@ -139,12 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (SettingsError, ValueError) as exc:
         parser.error(str(exc))  # exits 2
-    logging.basicConfig(
-        level=settings.log_level, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     # MLflow's own INFO chatter (artifact uploads, "View run at") drowns the step lines.
-    logging.getLogger("mlflow").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    configure_logging(settings.log_level)
     logger.info("training %s on %s -> %s (experiment %s)", ",".join(config.models), config.data_path,
                 config.tracking_uri, config.experiment)
     try:

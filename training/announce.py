@@ -74,8 +74,7 @@ def _who() -> str:
 def audit_promotion(settings: Settings, result: TrainingResult, event: dict[str, Any] | None, detail: str) -> None:
     """Record the promotion in the audit trail; tag the version when its registry answers (never raises)."""
     from admin_api.audit import AuditLog, AuditRecord, mlflow_tagger, utc_stamp
-    from config.mlflow import mlflow_answers
-    from consumer.models.loader import configure_mlflow_client
+    from config.mlflow import configure_mlflow_client, mlflow_answers
 
     record = AuditRecord(at=utc_stamp(), who=_who(), action="promote", model_name=result.model_name,
                          version=result.version, alias=CHAMPION_ALIAS, stage=PRODUCTION, detail=detail,

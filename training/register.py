@@ -28,8 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,9 +40,10 @@ import numpy as np
 import pandas as pd
 import sklearn
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from config.mlflow import has_server, tracking_server_problem
+from config.runtime import limit_thread_pools
 from consumer.core.features import FEATURE_COLUMNS, TARGET_COLUMN
 from consumer.core.profile import build_profile
 from training import data as training_data
@@ -233,18 +232,11 @@ def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
 
     :raises TrackingServerUnreachable: no answer, or not 200, within ``timeout`` seconds.
     """
-    if not uri.startswith(("http://", "https://")):
+    if not has_server(uri):
         return
-    url = uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http(s) only)
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        raise TrackingServerUnreachable(uri, f"HTTP {exc.code}") from exc
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise TrackingServerUnreachable(uri, str(exc)) from exc
-    if status != 200:
-        raise TrackingServerUnreachable(uri, f"HTTP {status}")
+    problem = tracking_server_problem(uri, timeout)
+    if problem is not None:
+        raise TrackingServerUnreachable(uri, problem)
 
 
 def regression_metrics(y_true: Sequence[float] | np.ndarray, y_pred: Sequence[float] | np.ndarray
@@ -525,7 +517,7 @@ def train_and_register(config: TrainingConfig) -> TrainingResult:
         mlflow.log_dict(profile, PROFILE_ARTIFACT)
 
         # Thread pools limited for the whole fit/predict phase (see TrainingConfig.threads).
-        with threadpool_limits(limits=config.threads):
+        with limit_thread_pools(config.threads):
             bar = tqdm(config.models, desc="training", unit="model", file=sys.stderr,
                        disable=not config.progress, leave=False)
             for kind in bar:

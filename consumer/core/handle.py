@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from consumer.core.features import FeatureColumns, as_frame
+from schemas.versions import version_number
 
 ModelSource = Literal["registry", "fallback", "memory"]
 
@@ -70,10 +71,7 @@ class ModelHandle:
     @property
     def version_number(self) -> int:
         """The version as an int for ordering (stale-event checks); 0 when it is not numeric."""
-        try:
-            return int(self.version)
-        except (TypeError, ValueError):
-            return 0
+        return version_number(self.version)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready metadata (the shape /api/model/info reports as model_metadata)."""

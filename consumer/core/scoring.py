@@ -20,7 +20,7 @@ import numpy as np
 
 from consumer.core.features import FeatureColumns, row_count, take_rows, to_columns
 from consumer.core.handle import ModelHandle
-from schemas import topics
+from schemas import clock, topics
 from schemas.codecs import PredictionEncoder, PredictionJsonWriter, RecordDecoder, WireFormat
 from schemas.errors import PREDICT, SchemaError
 from schemas.validation import validate_record
@@ -92,9 +92,6 @@ BatchHook = Callable[[BatchResult, ModelHandle], None]
 It runs on the scoring thread: it must be quick (hand work to a queue) and never raise."""
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
 
 def _record_id(record: dict[str, Any], msg: Incoming) -> str:
     record_id = record["record_id"]
@@ -164,7 +161,7 @@ def score_batch(
     decoder: RecordDecoder,
     encoder: PredictionEncoder,
     shadow: ModelHandle | None = None,
-    now_ms: Callable[[], int] = _now_ms,
+    now_ms: Callable[[], int] = clock.now_ms,
 ) -> BatchResult:
     """Decode, validate, predict and encode one batch.
 

@@ -34,6 +34,8 @@ from confluent_kafka import (
 )
 
 from config.settings import Settings
+from consumer.workers import Worker
+from schemas.clock import now_ms
 from schemas.codecs import decode_model_update, decode_scorer_status, encode_model_update, encode_scorer_status
 from schemas.errors import SchemaError
 
@@ -48,9 +50,6 @@ EVENT_TYPES = ("promoted", "reload", "rollback")
 class ControlPublishError(RuntimeError):
     """A control message was not acknowledged by the broker; the message says where and why."""
 
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _producer(settings: Settings, timeout: float) -> Producer:
@@ -100,7 +99,7 @@ def build_model_update(*, type: str, model_name: str, version: str | None = None
         "alias": alias,
         "stage": stage,
         "model_uri": model_uri,
-        "issued_at": issued_at if issued_at is not None else _now_ms(),
+        "issued_at": issued_at if issued_at is not None else now_ms(),
         "source": source,
     }
 
@@ -227,36 +226,26 @@ def control_start_offsets(settings: Settings, timeout: float = 10.0) -> list[Top
     return end_offsets(settings, settings.topics.model_updates, timeout)
 
 
-class ControlListener:
+class ControlListener(Worker):
     """Reads the control topic on its own thread and hands events for this scorer's model to ``on_event``."""
 
     def __init__(self, settings: Settings, on_event: EventCallback, *,
                  start_offsets: list[TopicPartition] | None = None) -> None:
+        super().__init__("control-listener")
         self.settings = settings
         self.topic = settings.topics.model_updates
         self.on_event = on_event
         self._start_offsets = start_offsets
-        self._stop = threading.Event()
         self.assigned = threading.Event()
         """Set once the consumer holds its assignment (tests and start-up wait on it)."""
         self.events_seen = 0
-        self._thread = threading.Thread(target=self._run, name="control-listener", daemon=True)
-
-    def start(self) -> ControlListener:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
 
     def _run(self) -> None:
         consumer = _control_consumer(self.settings, "control")
         try:
             if not self._assign(consumer):
                 return
-            while not self._stop.is_set():
+            while not self.stopping:
                 message = consumer.poll(0.5)
                 if message is None:
                     continue
@@ -279,7 +268,7 @@ class ControlListener:
         # an old rollback would be worse than missing an event the registry poll will catch anyway).
         start_at = OFFSET_BEGINNING if self._start_offsets == [] else OFFSET_END
         warned = False
-        while offsets is None and not self._stop.is_set():
+        while offsets is None and not self.stopping:
             try:
                 partitions = _partitions(consumer, self.topic, 5.0)
             except KafkaException as exc:
@@ -292,7 +281,7 @@ class ControlListener:
             if not warned:
                 logger.warning("control topic %s does not exist yet: waiting for it", self.topic)
                 warned = True
-            self._stop.wait(2.0)
+            self.sleep(2.0)
         if offsets is None:
             return False
         consumer.assign(offsets)
@@ -351,7 +340,7 @@ class StatusPublisher:
             "result": result,
             "detail": detail[:1000] if detail else None,
             "load_seconds": None if load_seconds is None else float(load_seconds),
-            "at": _now_ms(),
+            "at": now_ms(),
         }
         with self._lock:
             try:

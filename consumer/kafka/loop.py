@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from config.runtime import limit_thread_pools
 from config.settings import Settings
 from consumer.core.handle import ModelHandle
 from consumer.core.scoring import BatchHook, BatchResult, Incoming, score_batch
@@ -395,10 +396,8 @@ class ScoringLoop:
 
     def run(self) -> None:
         """Run until ``stop()``; raises ScorerFatalError on an error no retry can fix."""
-        from threadpoolctl import threadpool_limits
-
         # OpenMP limits are per thread: set them on the thread that predicts.
-        threadpool_limits(limits=self.settings.scorer.model_threads)
+        limit_thread_pools(self.settings.scorer.model_threads)
         topics = self.settings.topics
         self._producer = Producer({**producer_config(self.settings), "error_cb": self._on_producer_error})
         self._consumer = Consumer({**consumer_config(self.settings), "error_cb": self._on_client_error,

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from config.mlflow import mlflow_answers
+from config.mlflow import configure_mlflow_client, mlflow_answers
 from config.settings import Settings
 from consumer.core.handle import ModelHandle
 from schemas.examples import EXAMPLE_RECORD
@@ -60,13 +60,6 @@ class ResolvedVersion:
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
 
-
-def configure_mlflow_client() -> None:
-    """Keep MLflow's HTTP retries short: a scorer must notice an unreachable registry in seconds, not minutes."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 class ModelLoader:

@@ -12,7 +12,6 @@ when the shadow alias moves.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from concurrent.futures import Future
 
@@ -20,6 +19,7 @@ from config.settings import Settings
 from consumer.models.loader import ModelError, ModelLoader
 from consumer.models.reloader import Reloader, poll_wants_reload
 from consumer.state import ReloadResult, ScorerState
+from consumer.workers import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -27,22 +27,21 @@ RETRY_FAILED_AFTER = 60.0
 """Seconds before the poll asks again for a version whose load failed (a corrupt artifact stays corrupt)."""
 
 
-class RegistryPoller:
+class RegistryPoller(Worker):
     """A thread that polls the registry and asks the reloader when the served version should change."""
 
     def __init__(self, settings: Settings, state: ScorerState, reloader: Reloader, *,
                  loader: ModelLoader | None = None, interval: float | None = None) -> None:
+        super().__init__("registry-poller")
         self.settings = settings
         self.state = state
         self.reloader = reloader
         self._loader = loader
         self.interval = interval if interval is not None else settings.model.reload_interval
-        self._stop = threading.Event()
         self._pending: Future[ReloadResult] | None = None
         self._pending_shadow: Future[ReloadResult] | None = None
         self._last_problem: str | None = None
         self.polls = 0
-        self._thread = threading.Thread(target=self._run, name="registry-poller", daemon=True)
 
     @property
     def loader(self) -> ModelLoader:
@@ -50,17 +49,8 @@ class RegistryPoller:
             self._loader = ModelLoader(self.settings)
         return self._loader
 
-    def start(self) -> RegistryPoller:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self.sleep(self.interval):
             try:
                 self.poll_once()
             except Exception:  # keep polling: one odd answer must not end the safety net

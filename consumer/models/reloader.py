@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
-import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future
@@ -38,6 +36,8 @@ from config.settings import Settings
 from consumer.core.handle import ModelHandle
 from consumer.models.loader import ModelError, ModelLoader, RegistryUnavailable, ResolvedVersion
 from consumer.state import ReloadResult, ScorerState
+from consumer.workers import Worker
+from schemas.versions import version_from_uri, version_number
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,6 @@ Slot = Literal["champion", "shadow"]
 Action = Literal["load", "ignore", "swap_previous", "fail"]
 SEEN_EVENT_IDS = 1000
 """Event ids remembered for idempotency (a bounded window: redeliveries arrive close together)."""
-_MODEL_URI_VERSION = re.compile(r"^models:/[^/@]+/(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -83,17 +82,6 @@ class Decision:
     version: str | None = None
 
 
-def version_number(version: str | None) -> int:
-    try:
-        return int(version) if version is not None else 0
-    except ValueError:
-        return 0
-
-
-def version_from_uri(model_uri: str | None) -> str | None:
-    """``models:/name/7`` -> ``"7"``; anything else (aliases, runs:/) -> None."""
-    match = _MODEL_URI_VERSION.match(model_uri or "")
-    return match.group(1) if match else None
 
 
 # --- pure decisions ----------------------------------------------------------------------------------
@@ -187,11 +175,12 @@ class StatusSink(Protocol):
                 model_name: str | None = None) -> dict[str, Any] | None: ...
 
 
-class Reloader:
+class Reloader(Worker):
     """One worker thread; ``request(...)`` returns a Future of the ReloadResult."""
 
     def __init__(self, settings: Settings, state: ScorerState, *, loader: ModelLoader | None = None,
                  status: StatusSink | None = None) -> None:
+        super().__init__("model-reloader")
         self.settings = settings
         self.state = state
         self._loader = loader
@@ -199,8 +188,6 @@ class Reloader:
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.rolled_back_from: str | None = None
-        self._thread = threading.Thread(target=self._run, name="model-reloader", daemon=True)
-        self._stopping = False
 
     @property
     def loader(self) -> ModelLoader:
@@ -208,16 +195,12 @@ class Reloader:
             self._loader = ModelLoader(self.settings)
         return self._loader
 
-    def start(self) -> Reloader:
-        self._thread.start()
-        return self
-
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the request in progress, drop the rest (their futures get an 'ignored' result)."""
-        self._stopping = True
+        super().stop(timeout)
+
+    def _wake(self) -> None:
         self._queue.put(None)
-        if self._thread.is_alive():
-            self._thread.join(timeout)
 
     # --- asking -------------------------------------------------------------------------------------
     def request(self, version: str | None = None, alias: str | None = None, stage: str | None = None,
@@ -248,7 +231,7 @@ class Reloader:
 
     def submit(self, request: ReloadRequest) -> Future[ReloadResult]:
         future: Future[ReloadResult] = Future()
-        if self._stopping:
+        if self.stopping:
             future.set_result(ReloadResult("ignored", request.version, "the scorer is stopping",
                                            request.event_id))
             return future
@@ -265,7 +248,7 @@ class Reloader:
             item = self._queue.get()
             if item is None:
                 break
-            if self._stopping:
+            if self.stopping:
                 item.future.set_result(ReloadResult("ignored", item.request.version, "the scorer is stopping",
                                                     item.request.event_id))
                 continue

@@ -34,6 +34,8 @@ from consumer.core.features import FeatureColumns, concat_columns, row_count, ta
 from consumer.core.handle import ModelHandle
 from consumer.core.scoring import BatchResult
 from consumer.state import ScorerState
+from consumer.workers import Worker
+from schemas.versions import version_number
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +50,12 @@ waiting out MLflow's own retries: the queue stays bounded and the worker never f
 
 
 # --- drift ------------------------------------------------------------------------------------------------
-class DriftMonitor:
+class DriftMonitor(Worker):
     """Sliding window of recent feature rows; PSI against the serving version's reference profile."""
 
     def __init__(self, settings: Settings, state: ScorerState, *, interval: float = DRIFT_INTERVAL_SECONDS,
                  start: bool = True) -> None:
+        super().__init__("drift-monitor")
         self.state = state
         self.window = settings.monitoring.drift_window
         self.threshold = settings.monitoring.alert_thresholds.get("drift_psi", 0.25)
@@ -67,11 +70,8 @@ class DriftMonitor:
         self.computed_version: str | None = None
         self.computed_rows = 0
         self.status = "warming_up"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         if start:
-            self._thread = threading.Thread(target=self._run, name="drift-monitor", daemon=True)
-            self._thread.start()
+            self.start()
 
     def __call__(self, result: BatchResult, handle: ModelHandle) -> None:
         self.observe(result.features)
@@ -119,7 +119,7 @@ class DriftMonitor:
         return psi
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self.sleep(self.interval):
             if self._new_rows == 0:
                 continue
             try:
@@ -145,10 +145,8 @@ class DriftMonitor:
             "model_version": self.computed_version,
         }
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
+    def stop(self, timeout: float = 5.0) -> None:
+        super().stop(timeout)
 
 
 # --- prediction logging -----------------------------------------------------------------------------------
@@ -175,19 +173,13 @@ class PredictionSummary:
             "prediction_std": self.std,
             "prediction_min": self.minimum,
             "prediction_max": self.maximum,
-            "model_version": _version_number(self.model_version),
+            "model_version": float(version_number(self.model_version)),
             "batch_seconds": max(0.0, self.last_at - self.first_at),
         }
         if self.processing_time_ms_mean is not None:
             values["processing_time_ms_mean"] = self.processing_time_ms_mean
         return {k: v for k, v in values.items() if math.isfinite(v)}
 
-
-def _version_number(version: str) -> float:
-    try:
-        return float(int(version))
-    except ValueError:
-        return 0.0
 
 
 class _Pending:
@@ -230,11 +222,12 @@ class _Pending:
         )
 
 
-class PredictionLogger:
+class PredictionLogger(Worker):
     """Summarise predictions in batches and log them to MLflow from a worker thread."""
 
     def __init__(self, settings: Settings, state: ScorerState, *, client: Any = None,
                  queue_size: int = LOG_QUEUE_SIZE, start: bool = True) -> None:
+        super().__init__("prediction-logger")
         self.settings = settings
         self.state = state
         self.batch_size = settings.experiment.batch_size
@@ -243,7 +236,6 @@ class PredictionLogger:
         self._lock = threading.Lock()
         self._pending: _Pending | None = None
         self._queue: queue.Queue[PredictionSummary] = queue.Queue(maxsize=queue_size)
-        self._stop = threading.Event()
         self._run_id: str | None = None
         self._step = 0
         self._failed_at: float | None = None
@@ -251,10 +243,8 @@ class PredictionLogger:
         self.logged_predictions = 0
         self.dropped = 0
         self.last_error: str | None = None
-        self._thread: threading.Thread | None = None
         if start:
-            self._thread = threading.Thread(target=self._run, name="prediction-logger", daemon=True)
-            self._thread.start()
+            self.start()
 
     @property
     def run_id(self) -> str | None:
@@ -266,7 +256,7 @@ class PredictionLogger:
 
     def add(self, predictions: np.ndarray, handle: ModelHandle, processing_ms: float | None = None) -> bool:
         """Count predictions into the current summary; False if the logger is stopped."""
-        if self._stop.is_set():
+        if self.stopping:
             return False
         if len(predictions) == 0:
             return True
@@ -310,7 +300,7 @@ class PredictionLogger:
             self._mlflow()
         except Exception as exc:  # the first summary tries again and reports it
             logger.debug("MLflow client not prepared: %s", exc)
-        while not (self._stop.is_set() and self._queue.empty()):
+        while not (self.stopping and self._queue.empty()):
             try:
                 summary = self._queue.get(timeout=0.2)
             except queue.Empty:
@@ -337,7 +327,7 @@ class PredictionLogger:
 
     def _mlflow(self) -> Any:
         if self._client is None:
-            from consumer.models.loader import configure_mlflow_client
+            from config.mlflow import configure_mlflow_client
 
             configure_mlflow_client()
             from mlflow.tracking import MlflowClient
@@ -398,9 +388,7 @@ class PredictionLogger:
     def stop(self, timeout: float = 10.0) -> None:
         """Queue the partial summary, let the worker drain the queue (bounded), end the run."""
         self.flush()
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        super().stop(timeout)
         if self._run_id is not None:
             try:
                 self._mlflow().set_terminated(self._run_id)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy as np
 from consumer.core.handle import ModelHandle
 from consumer.core.scoring import BatchResult
 from consumer.state import ScorerState
+from consumer.workers import Worker
 from schemas.codecs import decode_prediction, registry_client
 from schemas.errors import SchemaError
 
@@ -34,29 +34,26 @@ def mean_abs_difference(pairs: Sequence[tuple[float, float | None]]) -> float | 
     return float(np.mean(np.abs(array[:, 0] - array[:, 1])))
 
 
-class ShadowMonitor:
+class ShadowMonitor(Worker):
     """The batch hook plus its worker; ``stop()`` ends the worker."""
 
     def __init__(self, state: ScorerState, *, schema_registry_url: str | None = None, max_pending: int = 64) -> None:
+        super().__init__("shadow-monitor")
         self.state = state
         self._registry = registry_client(schema_registry_url)
         self._queue: queue.Queue[tuple[list[bytes], bool] | None] = queue.Queue(maxsize=max_pending)
         self.batches = 0
         self.skipped = 0
         self.last_difference: float | None = None
-        self._thread = threading.Thread(target=self._run, name="shadow-monitor", daemon=True)
-
-    def start(self) -> ShadowMonitor:
-        self._thread.start()
-        return self
 
     def stop(self, timeout: float = 5.0) -> None:
+        super().stop(timeout)
+
+    def _wake(self) -> None:
         try:
-            self._queue.put(None, timeout=timeout)
+            self._queue.put(None, timeout=5.0)
         except queue.Full:
             pass
-        if self._thread.is_alive():
-            self._thread.join(timeout)
 
     def hook(self, result: BatchResult, handle: ModelHandle) -> None:
         """BatchHook: on the scoring thread, so it only queues."""

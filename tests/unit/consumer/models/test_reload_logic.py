@@ -18,9 +18,9 @@ from consumer.models.reloader import (
     poll_wants_reload,
     precheck,
     rollback_decision,
-    version_from_uri,
 )
 from consumer.state import ScorerState
+from schemas.versions import version_from_uri
 
 
 class Constant:
