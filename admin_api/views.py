@@ -347,7 +347,7 @@ app_reloader_key: web.AppKey[Any] = web.AppKey("app_reloader")
 
 async def announce(request: web.Request, **event: Any) -> dict[str, Any]:
     """Publish a ModelUpdateEvent after a registry change: ``{"announced": bool, "event": ..., ...}``."""
-    from consumer.kafka.control import ControlPublishError
+    from consumer.errors import ControlPublishError
 
     settings = _settings(request)
     try:
@@ -624,7 +624,7 @@ async def mlflow_webhook(request: web.Request) -> web.Response:
         return json_response({"status": "ignored", "entity": str(payload.get("entity")),
                               "action": str(payload.get("action"))})
     event.pop("source", None)
-    from consumer.kafka.control import ControlPublishError
+    from consumer.errors import ControlPublishError
 
     try:
         published = await asyncio.to_thread(request.app[publisher_key].publish, source="webhook", **event)

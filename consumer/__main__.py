@@ -34,8 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, fmt=THREADED_FORMAT)
     pin_thread_pools(settings.scorer.model_threads)
 
-    from consumer.kafka.loop import ScorerFatalError
-    from consumer.models.loader import ModelUnavailable
+    from consumer.errors import ModelUnavailable, ScorerFatalError
     from consumer.service import ScorerService
 
     service = ScorerService(settings)

@@ -15,7 +15,8 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 
 from config.settings import Settings
-from consumer.kafka.control import ControlPublishError, publish_model_update
+from consumer.errors import ControlPublishError
+from consumer.kafka.control import publish_model_update
 from training.register import CHAMPION_ALIAS, PRODUCTION, TrainingResult
 
 logger = logging.getLogger(__name__)

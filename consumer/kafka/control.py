@@ -34,6 +34,7 @@ from confluent_kafka import (
 )
 
 from config.settings import Settings
+from consumer.errors import ControlPublishError
 from consumer.workers import Worker
 from schemas.clock import now_ms
 from schemas.codecs import decode_model_update, decode_scorer_status, encode_model_update, encode_scorer_status
@@ -46,9 +47,6 @@ EventCallback = Callable[[dict[str, Any]], object]
 
 EVENT_TYPES = ("promoted", "reload", "rollback")
 
-
-class ControlPublishError(RuntimeError):
-    """A control message was not acknowledged by the broker; the message says where and why."""
 
 
 

@@ -38,6 +38,7 @@ from config.runtime import limit_thread_pools
 from config.settings import Settings
 from consumer.core.handle import ModelHandle
 from consumer.core.scoring import BatchHook, BatchResult, Incoming, score_batch
+from consumer.errors import BatchFailed, ScorerFatalError, TransactionStuck
 from consumer.state import ScorerState
 from schemas.codecs import PredictionEncoder, RecordDecoder, registry_client
 from schemas.errors import RegistryUnavailableError
@@ -91,20 +92,11 @@ COORDINATOR_TROUBLE_CODES = {
 }
 
 
-class ScorerFatalError(RuntimeError):
-    """The scorer cannot go on; the message says what to fix. Uncommitted work is aborted, nothing is lost."""
-
-
-class TransactionStuck(Exception):
-    """A transactional producer call did not return by its deadline (librdkafka can block past its timeout)."""
 
 
 SEND_OFFSETS_DEADLINE_SECONDS = 40.0
 """send_offsets_to_transaction is given 30 s; librdkafka may ignore that when the coordinator vanished."""
 
-
-class BatchFailed(Exception):
-    """A batch could not be committed; it was aborted and will be consumed again."""
 
 
 COMMIT_DEADLINE_SECONDS = SEND_OFFSETS_DEADLINE_SECONDS + TRANSIENT_RETRIES * 30

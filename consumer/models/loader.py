@@ -26,23 +26,13 @@ import numpy as np
 from config.mlflow import configure_mlflow_client, mlflow_answers
 from config.settings import Settings
 from consumer.core.handle import ModelHandle
+from consumer.errors import MlflowUnavailable, ModelError, ModelUnavailable
 from schemas.examples import EXAMPLE_RECORD
 
 logger = logging.getLogger(__name__)
 
 PROFILE_ARTIFACT = "reference_profile.json"
 
-
-class ModelError(RuntimeError):
-    """A model could not be resolved, loaded or checked; the message says which and why."""
-
-
-class RegistryUnavailable(ModelError):
-    """The MLflow tracking server / registry did not answer."""
-
-
-class ModelUnavailable(ModelError):
-    """Neither the registry nor the fallback file gave a model: the scorer cannot start."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +74,7 @@ class ModelLoader:
         from mlflow.exceptions import MlflowException
 
         if not self.reachable():
-            raise RegistryUnavailable(f"MLflow registry at {self.tracking_uri} is not reachable")
+            raise MlflowUnavailable(f"MLflow registry at {self.tracking_uri} is not reachable")
         try:
             if version is not None:
                 mv = self.client.get_model_version(self.name, str(version))
@@ -101,7 +91,7 @@ class ModelLoader:
                 raise ModelError("say which model to load: a version, an alias or a stage")
         except MlflowException as exc:
             if _is_connection_problem(exc):
-                raise RegistryUnavailable(f"MLflow registry at {self.tracking_uri}: {exc}") from exc
+                raise MlflowUnavailable(f"MLflow registry at {self.tracking_uri}: {exc}") from exc
             wanted = f"version {version}" if version else (f"alias @{alias}" if alias else f"stage {stage}")
             raise ModelError(f"registered model {self.name!r} has no {wanted}: {exc.message}") from exc
         aliases = list(getattr(mv, "aliases", []) or [])
@@ -146,7 +136,7 @@ class ModelLoader:
                 profile = profile_future.result()
         except MlflowException as exc:
             if _is_connection_problem(exc):
-                raise RegistryUnavailable(f"MLflow registry at {self.tracking_uri}: {exc}") from exc
+                raise MlflowUnavailable(f"MLflow registry at {self.tracking_uri}: {exc}") from exc
             raise ModelError(f"could not load {resolved.uri}: {exc.message}") from exc
         except ModelError:
             raise
@@ -250,7 +240,7 @@ def load_startup_model(settings: Settings, loader: ModelLoader | None = None) ->
         loader = loader or ModelLoader(settings)
         try:
             return loader.load(loader.resolve_configured())
-        except RegistryUnavailable as exc:
+        except MlflowUnavailable as exc:
             registry_problem = str(exc)
         except ModelError as exc:
             # The registry answered but has no usable model: the fallback keeps the service up, loudly.

@@ -16,7 +16,8 @@ import time
 from concurrent.futures import Future
 
 from config.settings import Settings
-from consumer.models.loader import ModelError, ModelLoader
+from consumer.errors import ModelError
+from consumer.models.loader import ModelLoader
 from consumer.models.reloader import Reloader, poll_wants_reload
 from consumer.state import ReloadResult, ScorerState
 from consumer.workers import Worker

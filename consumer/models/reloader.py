@@ -34,7 +34,8 @@ from typing import Any, Literal, Protocol
 
 from config.settings import Settings
 from consumer.core.handle import ModelHandle
-from consumer.models.loader import ModelError, ModelLoader, RegistryUnavailable, ResolvedVersion
+from consumer.errors import MlflowUnavailable, ModelError
+from consumer.models.loader import ModelLoader, ResolvedVersion
 from consumer.state import ReloadResult, ScorerState
 from consumer.workers import Worker
 from schemas.versions import version_from_uri, version_number
@@ -312,7 +313,7 @@ class Reloader(Worker):
         except ModelError as exc:
             self.state.set_mlflow_reachable(self.loader.reachable())
             return self._fail(request, request.version, f"could not resolve {request.describe()}: {exc}", started,
-                              registry_down=isinstance(exc, RegistryUnavailable))
+                              registry_down=isinstance(exc, MlflowUnavailable))
         decision = decide(request, target=resolved.version, loaded=current, rolled_back_from=self.rolled_back_from)
         return self._execute(request, decision, resolved, started, rollback=False)
 
@@ -344,7 +345,7 @@ class Reloader(Worker):
                 handle = self.loader.load(resolved)  # downloads, loads and checks; raises on any problem
             except ModelError as exc:
                 return self._fail(request, decision.version, str(exc), started,
-                                  registry_down=isinstance(exc, RegistryUnavailable))
+                                  registry_down=isinstance(exc, MlflowUnavailable))
         self.state.on_model_loaded(handle)
         if rollback and current is not None:
             self.rolled_back_from = current.version

@@ -10,8 +10,9 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from config.settings import Settings, load_settings
 from consumer.core.scoring import BatchResult, Incoming, Rejected
+from consumer.errors import BatchFailed, ScorerFatalError
 from consumer.kafka import loop
-from consumer.kafka.loop import BatchFailed, ScorerFatalError, ScoringLoop, consumer_config, producer_config
+from consumer.kafka.loop import ScoringLoop, consumer_config, producer_config
 from consumer.state import ScorerState
 
 

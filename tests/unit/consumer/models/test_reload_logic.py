@@ -9,7 +9,8 @@ import pytest
 
 from config.settings import load_settings
 from consumer.core.handle import ModelHandle
-from consumer.models.loader import ModelError, ResolvedVersion
+from consumer.errors import ModelError
+from consumer.models.loader import ResolvedVersion
 from consumer.models.reloader import (
     Reloader,
     ReloadRequest,
