@@ -103,7 +103,7 @@ async def _own_helpers(app: web.Application) -> AsyncIterator[None]:
         reloader = Reloader(settings, state).start()
         app[app_reloader_key] = reloader
         owned.append(reloader)
-    if service is None and "prediction_logger" not in state.extra and "drift_monitor" not in state.extra:
+    if service is None and state.prediction_logger is None and state.drift_monitor is None:
         from consumer.monitoring.drift import build_monitoring_hooks
 
         owned.extend(build_monitoring_hooks(settings, state))
@@ -113,9 +113,10 @@ async def _own_helpers(app: web.Application) -> AsyncIterator[None]:
             await asyncio.to_thread(helper.stop)
         except Exception:
             logger.exception("stopping %r", helper)
-    for key in ("prediction_logger", "drift_monitor"):
-        if any(state.extra.get(key) is helper for helper in owned):
-            state.extra.pop(key, None)
+    if any(state.prediction_logger is helper for helper in owned):
+        state.prediction_logger = None
+    if any(state.drift_monitor is helper for helper in owned):
+        state.drift_monitor = None
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -414,7 +414,7 @@ async def model_info(request: web.Request) -> web.Response:
         except TimeoutError:
             registry_error = f"MLflow did not answer within {REGISTRY_INFO_TIMEOUT_SECONDS:.0f}s"
     last = state.last_reload
-    prediction_logger = state.extra.get("prediction_logger")
+    prediction_logger = state.prediction_logger
     body = {"model_info": {
         "model_loaded": handle is not None,
         "model_metadata": _describe(handle),
@@ -484,7 +484,7 @@ def _check_target(registry: RegistryOps, settings: Settings, wanted: ReloadReque
 
 async def model_drift(request: web.Request) -> web.Response:
     settings, state = _settings(request), _state(request)
-    monitor = state.extra.get("drift_monitor")
+    monitor = state.drift_monitor
     if monitor is not None:
         body = monitor.snapshot()
     else:
@@ -580,10 +580,10 @@ def _feed_monitors(state: ScorerState, handle: ModelHandle, records: list[dict[s
     """HTTP predictions count for prediction logging and drift like the stream's; never fails the request."""
     logged = False
     try:
-        prediction_logger = state.extra.get("prediction_logger")
+        prediction_logger = state.prediction_logger
         if prediction_logger is not None:
             logged = bool(prediction_logger.add(predictions, handle, processing_ms))
-        drift = state.extra.get("drift_monitor")
+        drift = state.drift_monitor
         if drift is not None:
             from consumer.core.features import to_columns
 

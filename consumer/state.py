@@ -11,9 +11,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from config.settings import Settings
+from consumer.core.features import FeatureColumns
 from consumer.core.handle import ModelHandle
 from consumer.metrics import ScorerMetrics
 
@@ -33,6 +36,31 @@ class ReloadResult:
     def as_dict(self) -> dict[str, Any]:
         return {"result": self.result, "version": self.version, "detail": self.detail, "event_id": self.event_id,
                 "load_seconds": self.load_seconds, "at": self.at}
+
+
+class DriftWindow(Protocol):
+    """What the admin API needs of the drift monitor (consumer.monitoring.drift.DriftMonitor)."""
+
+    def observe(self, features: FeatureColumns | None) -> None: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+
+class PredictionLog(Protocol):
+    """What the admin API needs of the prediction logger (consumer.monitoring.drift.PredictionLogger)."""
+
+    def add(self, predictions: np.ndarray, handle: ModelHandle, processing_ms: float | None = None) -> bool: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ShadowLoad:
+    """The last shadow load: its ReloadResult, the alias asked for and the version the shadow serves now."""
+
+    result: ReloadResult
+    alias: str
+    serving: str | None
 
 
 class ModelHolder:
@@ -97,7 +125,12 @@ class ScorerState:
         self.counts = {"consumed": 0, "scored": 0, "dead_lettered": 0, "batches": 0}
         self.fatal_error: str | None = None
         self.drift: dict[str, float] = {}
-        self.extra: dict[str, Any] = {}
+        self.drift_monitor: DriftWindow | None = None
+        self.prediction_logger: PredictionLog | None = None
+        self.last_reload_failure: ReloadResult | None = None
+        """The last champion load that failed for the version itself (not an unreachable registry)."""
+        self.shadow_load: ShadowLoad | None = None
+        self.shadow_mean_abs_difference: float | None = None
         if model is not None:
             self.on_model_loaded(model)
 

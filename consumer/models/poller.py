@@ -82,8 +82,9 @@ class RegistryPoller(Worker):
             return None
         if self._pending is not None and not self._pending.done():
             return None  # the last one is still loading; do not pile up requests
-        failure = self.state.extra.get("last_reload_failure") or {}
-        if failure.get("version") == resolved.version and time.time() - failure.get("at", 0) < RETRY_FAILED_AFTER:
+        failure = self.state.last_reload_failure
+        recently = failure is not None and time.time() - failure.at < RETRY_FAILED_AFTER
+        if recently and failure is not None and failure.version == resolved.version:
             return None  # that version just failed (reported); retry later, not every poll
         model = self.settings.model
         logger.info("registry poll: %s resolves to v%s but v%s (%s) serves: reloading",
@@ -106,10 +107,10 @@ class RegistryPoller(Worker):
             logger.debug("shadow alias @%s: %s", alias, exc)
             return
         shadow = self.state.models.shadow
-        failed = (self.state.extra.get("shadow") or {}).get("result") == "failed"
+        last = self.state.shadow_load
         if shadow is not None and shadow.version == resolved.version:
             return
-        if failed and (self.state.extra.get("shadow") or {}).get("version") == resolved.version:
+        if last is not None and last.result.result == "failed" and last.result.version == resolved.version:
             return  # that version already failed to load; wait for the alias to move
         if self._pending_shadow is None or self._pending_shadow.done():
             self._pending_shadow = self.reloader.refresh_shadow(source="poll")

@@ -36,7 +36,7 @@ from config.settings import Settings
 from consumer.core.handle import ModelHandle
 from consumer.errors import MlflowUnavailable, ModelError
 from consumer.models.loader import ModelLoader, ResolvedVersion
-from consumer.state import ReloadResult, ScorerState
+from consumer.state import ReloadResult, ScorerState, ShadowLoad
 from consumer.workers import Worker
 from schemas.versions import version_from_uri, version_number
 
@@ -353,7 +353,7 @@ class Reloader(Worker):
                                           and handle.version != self.rolled_back_from):
             self.rolled_back_from = None
         self.state.set_mlflow_reachable(True)
-        self.state.extra.pop("last_reload_failure", None)
+        self.state.last_reload_failure = None
         seconds = time.perf_counter() - started
         was = f" (was v{current.version})" if current is not None else ""
         logger.info("model %s now serving%s: %s in %.2fs", handle.label, was, request.describe(), seconds)
@@ -372,7 +372,7 @@ class Reloader(Worker):
         if registry_down:
             self.state.set_mlflow_reachable(False)
         else:
-            self.state.extra["last_reload_failure"] = result.as_dict()
+            self.state.last_reload_failure = result
         return self._report(request, result, slot="champion")
 
     def _report(self, request: ReloadRequest, result: ReloadResult, *, slot: Slot) -> ReloadResult:
@@ -412,6 +412,6 @@ class Reloader(Worker):
                                   time.perf_counter() - started)
             logger.warning("shadow load failed: %s", result.detail)
         # Shadow loads are reported beside, not as, the champion's reloads: the fleet view shows champions.
-        self.state.extra["shadow"] = {**result.as_dict(), "alias": alias,
-                                      "serving": getattr(self.state.models.shadow, "version", None)}
+        serving = self.state.models.shadow
+        self.state.shadow_load = ShadowLoad(result, alias, serving.version if serving is not None else None)
         return result

@@ -406,16 +406,16 @@ class PredictionLogger(Worker):
 def build_monitoring_hooks(settings: Settings, state: ScorerState) -> list[Any]:
     """The drift monitor (if ``TRACK_DRIFT``) and the prediction logger (if ``MLFLOW_ENABLED``), started.
 
-    Each is a BatchHook with ``stop()``; they are also put in ``state.extra`` (``drift_monitor``,
-    ``prediction_logger``) so the admin API can show them and feed its own predictions to them.
+    Each is a BatchHook with ``stop()``; they are also set as ``state.drift_monitor`` and
+    ``state.prediction_logger`` so the admin API can show them and feed its own predictions to them.
     """
     hooks: list[Any] = []
     if settings.monitoring.track_drift:
         drift = DriftMonitor(settings, state)
-        state.extra["drift_monitor"] = drift
+        state.drift_monitor = drift
         hooks.append(drift)
     if settings.mlflow.enabled:
         prediction_logger = PredictionLogger(settings, state)
-        state.extra["prediction_logger"] = prediction_logger
+        state.prediction_logger = prediction_logger
         hooks.append(prediction_logger)
     return hooks

@@ -94,4 +94,4 @@ class ShadowMonitor(Worker):
             return
         metrics.shadow_abs_diff.observe(difference)
         self.last_difference = difference
-        self.state.extra["shadow_mean_abs_difference"] = difference
+        self.state.shadow_mean_abs_difference = difference

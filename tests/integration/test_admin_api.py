@@ -325,7 +325,7 @@ async def test_predict_bad_bodies(client: TestClient) -> None:
 async def test_drift_from_http_predictions(client: TestClient) -> None:
     response = await client.post("/api/predict", json=housing_rows(300), headers=AUTH)
     assert response.status == 200
-    monitor = state_of(client).extra["drift_monitor"]
+    monitor = state_of(client).drift_monitor
     psi = monitor.compute()
     assert psi is not None and "median_income" in psi
     body = await (await client.get("/api/model/drift")).json()

@@ -102,7 +102,7 @@ def test_a_corrupt_version_keeps_the_old_model_scoring(
         assert result is not None and result.result == "failed" and result.version == bad
         assert "could not load" in result.detail and f"still serving {name} v{good.version}" in result.detail
         assert service.state.models.current.version == good.version
-        assert service.state.extra["last_reload_failure"]["version"] == bad
+        assert service.state.last_reload_failure.version == bad
         status = read_fleet(settings)[settings.scorer.instance_id]
         assert (status["result"], status["model_version"], status["event_id"]) == ("failed", good.version,
                                                                                     event["event_id"])

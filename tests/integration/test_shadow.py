@@ -42,7 +42,7 @@ def test_shadow_predictions_present_and_a_broken_challenger_changes_nothing(
         assert wait_for(lambda: service.state.counts["scored"] >= 200, 30), service.state.counts
         assert wait_for(lambda: sample(service, "housing_scorer_shadow_abs_difference_count") > 0, 10)
         assert sample(service, "housing_scorer_shadow_abs_difference_sum") > 0  # a tree and a linear model disagree
-        assert service.state.extra["shadow_mean_abs_difference"] > 0
+        assert service.state.shadow_mean_abs_difference > 0
 
         # A corrupt challenger: the shadow load fails, the old shadow and the champion carry on.
         bad = corrupt_version(mlflow_tracking_uri, name)
@@ -50,9 +50,9 @@ def test_shadow_predictions_present_and_a_broken_challenger_changes_nothing(
         last_champion_reload = service.state.last_reload
         event = publish_model_update(settings, type="promoted", model_name=name, version=bad, alias="challenger",
                                      source="admin_api")
-        assert wait_for(lambda: (service.state.extra.get("shadow") or {}).get("event_id") == event["event_id"],
-                        20)
-        assert service.state.extra["shadow"]["result"] == "failed"
+        assert wait_for(lambda: (load := service.state.shadow_load) is not None
+                        and load.result.event_id == event["event_id"], 20)
+        assert service.state.shadow_load.result.result == "failed"
         assert service.state.models.shadow.version == v2
         assert service.state.models.current.version == v1
         assert service.state.last_reload == last_champion_reload  # the champion's record is untouched

@@ -222,7 +222,7 @@ def test_failed_load_keeps_the_current_model_and_reports(rig: Any) -> None:
     assert result.result == "failed" and "garbage" in result.detail and "still serving" in result.detail
     assert state.models.current.version == "1"
     assert statuses.published[-1]["result"] == "failed" and statuses.published[-1]["model_version"] == "1"
-    assert state.extra["last_reload_failure"]["version"] == "2"
+    assert state.last_reload_failure is not None and state.last_reload_failure.version == "2"
     assert state.metrics.reloads.labels(result="failed")._value.get() == 1
 
 
@@ -305,4 +305,4 @@ def test_shadow_monitor_observes_the_difference_and_counts_failures() -> None:
     assert registry.get_sample_value("housing_scorer_shadow_abs_difference_sum") == pytest.approx(20.0)
     assert registry.get_sample_value("housing_scorer_shadow_abs_difference_count") == 1
     assert registry.get_sample_value("housing_scorer_shadow_failures_total") == 1
-    assert state.extra["shadow_mean_abs_difference"] == pytest.approx(20.0)
+    assert state.shadow_mean_abs_difference == pytest.approx(20.0)

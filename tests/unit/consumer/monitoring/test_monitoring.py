@@ -237,7 +237,7 @@ def test_build_monitoring_hooks_follows_the_settings() -> None:
     hooks = build_monitoring_hooks(settings(), state)
     try:
         assert [type(h).__name__ for h in hooks] == ["DriftMonitor", "PredictionLogger"]
-        assert state.extra["drift_monitor"] is hooks[0] and state.extra["prediction_logger"] is hooks[1]
+        assert state.drift_monitor is hooks[0] and state.prediction_logger is hooks[1]
     finally:
         for hook in hooks:
             hook.stop()
