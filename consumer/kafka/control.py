@@ -35,6 +35,7 @@ from confluent_kafka import (
 
 from config.settings import Settings
 from consumer.errors import ControlPublishError
+from consumer.kafka.clients import control_producer_config, reader_config
 from consumer.workers import Worker
 from schemas.clock import now_ms
 from schemas.codecs import decode_model_update, decode_scorer_status, encode_model_update, encode_scorer_status
@@ -51,16 +52,7 @@ EVENT_TYPES = ("promoted", "reload", "rollback")
 
 
 def _producer(settings: Settings, timeout: float) -> Producer:
-    return Producer({
-        **settings.kafka.client_config(),
-        "client.id": f"housing-control-{settings.scorer.instance_id}",
-        "acks": "all",
-        # Not idempotent: its producer-id handshake costs ~0.5 s per new producer, and a retried duplicate is
-        # harmless here (scorers ignore an event id they have seen; statuses are last-wins per instance).
-        "enable.idempotence": False,
-        "linger.ms": 0,
-        "message.timeout.ms": max(1000, int(timeout * 1000)),
-    })
+    return Producer(control_producer_config(settings, timeout))
 
 
 def _produce_and_flush(producer: Producer, topic: str, key: str, value: bytes, timeout: float,
@@ -177,17 +169,7 @@ def publish_event(settings: Settings, event: Mapping[str, Any], *, timeout: floa
 
 
 def _control_consumer(settings: Settings, purpose: str) -> Consumer:
-    # group.id is required by the client, but with assign() and no commits the group is never joined.
-    return Consumer({
-        **settings.kafka.client_config(),
-        "group.id": f"housing-{purpose}-{settings.scorer.instance_id}-{uuid.uuid4().hex[:8]}",
-        "client.id": f"housing-{purpose}-{settings.scorer.instance_id}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-        "fetch.wait.max.ms": 50,
-    })
+    return Consumer(reader_config(settings, purpose))
 
 
 def _partitions(consumer: Consumer, topic: str, timeout: float) -> list[int] | None:

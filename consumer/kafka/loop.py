@@ -39,6 +39,7 @@ from config.settings import Settings
 from consumer.core.handle import ModelHandle
 from consumer.core.scoring import BatchHook, BatchResult, Incoming, score_batch
 from consumer.errors import BatchFailed, ScorerFatalError, TransactionStuck
+from consumer.kafka.clients import admin_config, consumer_config, producer_config
 from consumer.state import ScorerState
 from schemas.codecs import PredictionEncoder, RecordDecoder, registry_client
 from schemas.errors import RegistryUnavailableError
@@ -184,8 +185,6 @@ MAX_BATCHES_IN_FLIGHT = 8
 """At-least-once: batches produced but not yet acknowledged, at most (bounds what a failure scores again)."""
 AT_LEAST_ONCE_COMMIT_INTERVAL_SECONDS = 0.1
 """At-least-once: acknowledged offsets are committed at most this often (not per batch: batches can be tiny)."""
-AT_LEAST_ONCE_DELIVERY_TIMEOUT_MS = 60_000
-"""At-least-once: an output not acknowledged within this fails its batch (well inside max.poll.interval.ms)."""
 
 
 class InFlightBatch:
@@ -203,53 +202,6 @@ class InFlightBatch:
         self.pending -= 1
         if error is not None:
             self.errors.append(error)
-
-
-def consumer_config(settings: Settings) -> dict[str, Any]:
-    scorer = settings.scorer
-    config = settings.kafka.client_config()
-    config.update({
-        "group.id": scorer.group_id,
-        "client.id": f"housing-scorer-{scorer.instance_id}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        # Never score records of an aborted upstream transaction.
-        "isolation.level": "read_committed",
-        # A dead scorer's partitions move on within seconds, not the 45 s default.
-        "session.timeout.ms": 10000,
-        "heartbeat.interval.ms": 2000,
-        "fetch.wait.max.ms": 10,
-        "queued.min.messages": max(10000, scorer.batch_max_records * 4),
-    })
-    return config
-
-
-def producer_config(settings: Settings) -> dict[str, Any]:
-    scorer = settings.scorer
-    config = settings.kafka.client_config()
-    config.update({
-        "client.id": f"housing-scorer-{scorer.instance_id}",
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 2,
-        "compression.type": "lz4",
-        "queue.buffering.max.messages": max(100000, scorer.batch_max_records * 4),
-        # Dead letters carry whole originals (up to DLQ_MAX_VALUE_BYTES) plus headers.
-        "message.max.bytes": max(1_000_000, scorer.dlq_max_value_bytes + 100_000),
-    })
-    if scorer.processing_guarantee != "exactly_once":
-        config["message.timeout.ms"] = AT_LEAST_ONCE_DELIVERY_TIMEOUT_MS
-    else:
-        # A stable transactional.id (stable SCORER_INSTANCE_ID) lets a restarted instance fence its own zombie
-        # and abort its open transaction at once; the short timeout bounds how long a crashed one can block.
-        config["transactional.id"] = f"{scorer.group_id}-{scorer.instance_id}"
-        config["transaction.timeout.ms"] = 15000
-        # A transaction begun right after the last commit can find the broker still writing that commit's
-        # markers (CONCURRENT_TRANSACTIONS): librdkafka retries after retry.backoff.ms, 100 ms by default,
-        # which showed up as ~100-200 ms stalls at 10,000 records/s. Retry sooner (it backs off exponentially).
-        config["retry.backoff.ms"] = 10
-    return config
 
 
 CREDENTIAL_SETTINGS = ("KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD "
@@ -308,9 +260,7 @@ def check_kafka_topics(settings: Settings, list_topics: Callable[..., Any] | Non
     if list_topics is None:
         from confluent_kafka.admin import AdminClient
 
-        config: dict[str, Any] = settings.kafka.client_config()
-        config["error_cb"] = seen.append
-        admin = AdminClient(config)
+        admin = AdminClient(admin_config(settings, error_cb=seen.append))
         metadata = _metadata_or_fail(settings, admin, seen, timeout)
     else:
         try:

@@ -12,7 +12,8 @@ from config.settings import Settings, load_settings
 from consumer.core.scoring import BatchResult, Incoming, Rejected
 from consumer.errors import BatchFailed, ScorerFatalError
 from consumer.kafka import loop
-from consumer.kafka.loop import ScoringLoop, consumer_config, producer_config
+from consumer.kafka.clients import consumer_config, producer_config
+from consumer.kafka.loop import ScoringLoop
 from consumer.state import ScorerState
 
 
