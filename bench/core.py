@@ -17,11 +17,11 @@ from typing import Any
 
 import pandas as pd
 
-from consumer.core.features import FEATURE_COLUMNS
 from consumer.core.handle import ModelHandle
 from consumer.core.scoring import Incoming, score_batch
 from producer.records import csv_records, with_ids
 from schemas.codecs import PredictionEncoder, RecordDecoder
+from schemas.features import FEATURE_COLUMNS
 from schemas.validation import validate_record
 
 logger = logging.getLogger(__name__)

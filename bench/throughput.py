@@ -26,8 +26,8 @@ from bench.env import BenchEnv, step
 from bench.io import preload, read_outputs
 from bench.scorer import ScorerProcess
 from config.runtime import limit_thread_pools
-from consumer.core.features import FEATURE_COLUMNS
 from consumer.models.loader import load_fallback
+from schemas.features import FEATURE_COLUMNS
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from consumer.core.features import (
+from schemas.features import (
     CATEGORICAL_COLUMN,
     FEATURE_COLUMNS,
     NUMERIC_COLUMNS,

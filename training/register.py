@@ -44,8 +44,8 @@ from tqdm import tqdm
 
 from config.mlflow import has_server, tracking_server_problem
 from config.runtime import limit_thread_pools
-from consumer.core.features import FEATURE_COLUMNS, TARGET_COLUMN
 from consumer.core.profile import build_profile
+from schemas.features import FEATURE_COLUMNS, TARGET_COLUMN
 from training import data as training_data
 from training import plots
 from training.pipeline import ESTIMATOR_STEP, MODEL_KINDS, build_pipeline, normalize_kind

@@ -1,36 +1,29 @@
-"""The feature contract: which columns the model takes, in which order, and how a batch becomes a frame.
+"""How a batch of records becomes the model's input: one array per feature column, or a frame.
 
-One definition shared by training and scoring. The trained scikit-learn Pipeline does its own
-imputation, one-hot encoding and scaling, so the frame (or the columns) carries the raw 9 features.
+The columns themselves are the contract in ``schemas.features``, shared by training and scoring.
+The trained scikit-learn Pipeline does its own imputation, one-hot encoding and scaling, so the frame (or the
+columns) carries the raw 9 features.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from schemas.validation import OCEAN_PROXIMITY_CATEGORIES
+from schemas.features import (
+    CATEGORICAL_COLUMN,
+    FEATURE_COLUMNS,
+    NUMERIC_COLUMNS,
+    OCEAN_PROXIMITY_CATEGORIES,
+    TARGET_COLUMN,
+)
 
 logger = logging.getLogger(__name__)
 
-FEATURE_COLUMNS: Final = (
-    "longitude",
-    "latitude",
-    "housing_median_age",
-    "total_rooms",
-    "total_bedrooms",
-    "population",
-    "households",
-    "median_income",
-    "ocean_proximity",
-)
-NUMERIC_COLUMNS: Final = FEATURE_COLUMNS[:8]
-CATEGORICAL_COLUMN: Final = "ocean_proximity"
-TARGET_COLUMN: Final = "median_house_value"
 
 __all__ = [
     "CATEGORICAL_COLUMN",

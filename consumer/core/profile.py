@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from schemas.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS, OCEAN_PROXIMITY_CATEGORIES
+
 logger = logging.getLogger(__name__)
 
 PROFILE_FORMAT = 1
@@ -144,9 +146,6 @@ def build_profile(
     :param n_bins: quantile bins per numeric feature.
     """
     if numeric_columns is None or categorical_columns is None:
-        # Imported lazily so this module stays importable (and pure) without pandas.
-        from consumer.core.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS, OCEAN_PROXIMITY_CATEGORIES
-
         if numeric_columns is None:
             numeric_columns = NUMERIC_COLUMNS
         if categorical_columns is None:
