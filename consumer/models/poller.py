@@ -18,7 +18,8 @@ from concurrent.futures import Future
 from config.settings import Settings
 from consumer.errors import ModelError
 from consumer.models.loader import ModelLoader
-from consumer.models.reloader import Reloader, poll_wants_reload
+from consumer.core.decisions import poll_wants_reload
+from consumer.models.reloader import Reloader
 from consumer.state import ReloadResult, ScorerState
 from consumer.workers import Worker
 

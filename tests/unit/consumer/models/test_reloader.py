@@ -1,0 +1,166 @@
+"""The Reloader worker driven by a fake registry, and the shadow metrics: nothing running."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from config.settings import load_settings
+from consumer.core.handle import ModelHandle
+from consumer.errors import ModelError
+from consumer.models.loader import ResolvedVersion
+from consumer.models.reloader import Reloader
+from consumer.state import ScorerState
+
+
+class Constant:
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def predict(self, frame: Any) -> np.ndarray:
+        return np.full(len(frame), self.value)
+
+
+def handle(version: str, source: str = "registry") -> ModelHandle:
+    return ModelHandle(model=Constant(float(version)), name="m", version=version, alias="champion",
+                       source=source)  # type: ignore[arg-type]
+
+
+# --- the worker with a fake registry ----------------------------------------------------------------
+
+
+class FakeLoader:
+    """Aliases and versions in a dict; versions in ``broken`` fail to load."""
+
+    def __init__(self) -> None:
+        self.aliases = {"champion": "1"}
+        self.versions = {"1", "2", "3"}
+        self.broken: set[str] = set()
+        self.loads: list[str] = []
+
+    def reachable(self) -> bool:
+        return True
+
+    def resolve(self, *, version: str | None = None, alias: str | None = None,
+                stage: str | None = None) -> ResolvedVersion:
+        if version is None:
+            if alias not in self.aliases:
+                raise ModelError(f"no alias @{alias}")
+            version = self.aliases[alias]
+        if version not in self.versions:
+            raise ModelError(f"no version {version}")
+        return ResolvedVersion("m", version, alias, None, "run", "src")
+
+    def resolve_configured(self) -> ResolvedVersion:
+        return self.resolve(alias="champion")
+
+    def load(self, resolved: ResolvedVersion, check: bool = True) -> ModelHandle:
+        self.loads.append(resolved.version)
+        if resolved.version in self.broken:
+            raise ModelError(f"could not load models:/m/{resolved.version}: artifact is garbage")
+        return handle(resolved.version)
+
+
+class Statuses:
+    def __init__(self) -> None:
+        self.published: list[dict[str, Any]] = []
+
+    def publish(self, result: str, **fields: Any) -> dict[str, Any]:
+        self.published.append({"result": result, **fields})
+        return self.published[-1]
+
+
+@pytest.fixture
+def rig() -> Any:
+    settings = load_settings({"model.name": "m"}, env={})
+    state = ScorerState(settings, model=handle("1"))
+    loader, statuses = FakeLoader(), Statuses()
+    reloader = Reloader(settings, state, loader=loader, status=statuses).start()  # type: ignore[arg-type]
+    yield state, loader, statuses, reloader
+    reloader.stop()
+
+
+def test_promotion_loads_swaps_and_publishes(rig: Any) -> None:
+    state, loader, statuses, reloader = rig
+    loader.aliases["champion"] = "2"
+    result = reloader.on_event({"event_id": "e1", "type": "promoted", "version": "2", "alias": "champion",
+                                "source": "training"}).result(5)
+    assert result.result == "loaded" and result.version == "2" and result.event_id == "e1"
+    assert state.models.current.version == "2" and state.models.previous.version == "1"
+    assert statuses.published[-1]["result"] == "loaded" and statuses.published[-1]["model_version"] == "2"
+    assert state.last_reload == result
+
+
+def test_duplicate_event_is_ignored_without_touching_the_registry(rig: Any) -> None:
+    state, loader, statuses, reloader = rig
+    loader.aliases["champion"] = "2"
+    event = {"event_id": "same", "type": "promoted", "version": "2", "alias": "champion", "source": "t"}
+    assert reloader.on_event(event).result(5).result == "loaded"
+    loader.aliases["champion"] = "3"  # even if the registry moved, the same event id does nothing more
+    again = reloader.on_event(event).result(5)
+    assert again.result == "ignored" and "duplicate" in again.detail
+    assert loader.loads == ["2"]
+
+
+def test_stale_event_is_ignored(rig: Any) -> None:
+    state, loader, _, reloader = rig
+    loader.aliases["champion"] = "3"
+    assert reloader.request(alias="champion", kind="promoted", version="3").result(5).result == "loaded"
+    stale = reloader.request(alias="champion", kind="promoted", version="2", event_id="old").result(5)
+    assert stale.result == "ignored" and "stale" in stale.detail
+    assert state.models.current.version == "3"
+
+
+def test_failed_load_keeps_the_current_model_and_reports(rig: Any) -> None:
+    state, loader, statuses, reloader = rig
+    loader.aliases["champion"] = "2"
+    loader.broken.add("2")
+    result = reloader.request(alias="champion", kind="promoted", event_id="bad").result(5)
+    assert result.result == "failed" and "garbage" in result.detail and "still serving" in result.detail
+    assert state.models.current.version == "1"
+    assert statuses.published[-1]["result"] == "failed" and statuses.published[-1]["model_version"] == "1"
+    assert state.last_reload_failure is not None and state.last_reload_failure.version == "2"
+    assert state.metrics.reloads.labels(result="failed")._value.get() == 1
+
+
+def test_rollback_returns_to_the_previous_handle_and_sticks_against_the_poll(rig: Any) -> None:
+    state, loader, _, reloader = rig
+    loader.aliases["champion"] = "2"
+    reloader.request(alias="champion", kind="promoted").result(5)
+    back = reloader.request(kind="rollback", event_id="rb").result(5)
+    assert back.result == "loaded" and state.models.current.version == "1"
+    assert loader.loads == ["2"]  # the previous handle was swapped back, not downloaded again
+    held = reloader.request(alias="champion", version="2", source="poll").result(5)
+    assert held.result == "ignored" and state.models.current.version == "1"
+    loader.aliases["champion"] = "3"
+    assert reloader.request(alias="champion", version="3", source="poll").result(5).result == "loaded"
+
+
+def test_version_pin_loads_an_older_version(rig: Any) -> None:
+    state, loader, _, reloader = rig
+    loader.aliases["champion"] = "3"
+    reloader.request(alias="champion").result(5)
+    assert reloader.request(version="2", source="admin_api").result(5).result == "loaded"
+    assert state.models.current.version == "2"
+
+
+def test_unresolvable_request_fails_and_keeps_the_model(rig: Any) -> None:
+    state, _, _, reloader = rig
+    result = reloader.request(version="99").result(5)
+    assert result.result == "failed" and "no version 99" in result.detail
+    assert state.models.current.version == "1"
+
+
+def test_events_for_other_aliases_are_ignored(rig: Any) -> None:
+    _, loader, _, reloader = rig
+    result = reloader.request(alias="challenger", kind="promoted", version="3").result(5)
+    assert result.result == "ignored" and "serves @champion" in result.detail
+    assert loader.loads == []
+
+
+def test_requests_after_stop_are_answered(rig: Any) -> None:
+    _, _, _, reloader = rig
+    reloader.stop()
+    assert reloader.request(version="2").result(1).result == "ignored"
