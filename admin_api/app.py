@@ -104,7 +104,7 @@ async def _own_helpers(app: web.Application) -> AsyncIterator[None]:
         app[app_reloader_key] = reloader
         owned.append(reloader)
     if service is None and state.prediction_logger is None and state.drift_monitor is None:
-        from consumer.monitoring.drift import build_monitoring_hooks
+        from consumer.monitoring.hooks import build_monitoring_hooks
 
         owned.extend(build_monitoring_hooks(settings, state))
     yield

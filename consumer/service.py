@@ -30,7 +30,7 @@ from consumer.kafka.loop import ScoringLoop, check_kafka_topics
 from consumer.models.loader import ModelLoader, load_startup_model
 from consumer.models.poller import RegistryPoller
 from consumer.models.reloader import Reloader
-from consumer.monitoring.drift import build_monitoring_hooks
+from consumer.monitoring.hooks import build_monitoring_hooks
 from consumer.monitoring.shadow import ShadowMonitor
 from consumer.state import ReloadResult, ScorerState
 
@@ -78,7 +78,7 @@ class ScorerService:
                                               load_seconds=handle.load_seconds))
         logger.info("model %s loaded in %.2fs from %s", handle.label, handle.load_seconds, handle.uri)
         hooks = self._start_control_plane(handle, loader, control_offsets)
-        # Drift monitor and prediction logger (consumer/monitoring/drift.py): their work runs on their own threads.
+        # Drift monitor and prediction logger (consumer/monitoring/): their work runs on their own threads.
         monitoring = build_monitoring_hooks(self.settings, self.state)
         self.components.extend(monitoring)
         self.loop = ScoringLoop(self.settings, self.state, hooks=(*self._extra_hooks, *hooks, *monitoring))

@@ -47,7 +47,7 @@ class DriftWindow(Protocol):
 
 
 class PredictionLog(Protocol):
-    """What the admin API needs of the prediction logger (consumer.monitoring.drift.PredictionLogger)."""
+    """What the admin API needs of the prediction logger (consumer.monitoring.prediction_log.PredictionLogger)."""
 
     def add(self, predictions: np.ndarray, handle: ModelHandle, processing_ms: float | None = None) -> bool: ...
 

@@ -14,7 +14,9 @@ from consumer.core.features import NUMERIC_COLUMNS, OCEAN_PROXIMITY_CATEGORIES, 
 from consumer.core.handle import ModelHandle
 from consumer.core.profile import build_profile
 from consumer.core.scoring import BatchResult
-from consumer.monitoring.drift import DriftMonitor, PredictionLogger, build_monitoring_hooks
+from consumer.monitoring.drift import DriftMonitor
+from consumer.monitoring.hooks import build_monitoring_hooks
+from consumer.monitoring.prediction_log import PredictionLogger
 from consumer.state import ScorerState
 from tests.helpers import wait_for
 
