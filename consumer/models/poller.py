@@ -16,9 +16,9 @@ import time
 from concurrent.futures import Future
 
 from config.settings import Settings
+from consumer.core.decisions import poll_wants_reload
 from consumer.errors import ModelError
 from consumer.models.loader import ModelLoader
-from consumer.core.decisions import poll_wants_reload
 from consumer.models.reloader import Reloader
 from consumer.state import ReloadResult, ScorerState
 from consumer.workers import Worker
