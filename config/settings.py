@@ -1,4 +1,4 @@
-"""Settings: the only module that reads the environment.
+"""Settings: the only module that reads the environment, and the typed Settings it builds.
 
 Layers, lowest first: built-in defaults < ``config/mlflow_config.yaml`` (the original API's layout) <
 environment variables (the original names, plus the new ones) < command-line flags. Every setting is
@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from config.spec import BY_KEY, SETTINGS, SettingsError, SettingSpec, parse_bool
 
 ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -25,276 +27,6 @@ DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "mlflow_config.yaml"
 CONFIG_PATH_ENV = "HOUSING_CONFIG"
 
 
-class SettingsError(ValueError):
-    """A setting has a value that cannot be used; the message names the setting and the fix."""
-
-
-# --- value parsers: each takes the raw value (str from env/flags, typed from YAML) -------------------
-
-
-def _parse_bool(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError("expected true/false")
-
-
-def _parse_int(raw: Any) -> int:
-    if isinstance(raw, bool):
-        raise ValueError("expected an integer")
-    if isinstance(raw, int):
-        return raw
-    try:
-        return int(str(raw).strip())
-    except ValueError:
-        raise ValueError("expected an integer") from None
-
-
-def _parse_float(raw: Any) -> float:
-    if isinstance(raw, bool):
-        raise ValueError("expected a number")
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError("expected a number") from None
-
-
-def _parse_str(raw: Any) -> str:
-    return str(raw).strip()
-
-
-def _parse_optional_str(raw: Any) -> str | None:
-    if raw is None:
-        return None
-    text = str(raw).strip()
-    return text or None
-
-
-def _choice(*allowed: str, upper: bool = False) -> Callable[[Any], str]:
-    def parse(raw: Any) -> str:
-        text = str(raw).strip()
-        text = text.upper() if upper else text.lower()
-        if text not in allowed:
-            raise ValueError("expected one of " + ", ".join(allowed))
-        return text
-
-    return parse
-
-
-def _optional_choice(*allowed: str) -> Callable[[Any], str | None]:
-    def parse(raw: Any) -> str | None:
-        if raw is None or str(raw).strip() in {"", "None", "none", "null"}:
-            return None
-        text = str(raw).strip()
-        matches = [a for a in allowed if a.lower() == text.lower()]
-        if not matches:
-            raise ValueError("expected one of " + ", ".join(allowed) + " or empty")
-        return matches[0]
-
-    return parse
-
-
-def _positive(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def checked(raw: Any) -> Any:
-        value = parse(raw)
-        if value <= 0:
-            raise ValueError("expected a value > 0")
-        return value
-
-    return checked
-
-
-def _non_negative(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def checked(raw: Any) -> Any:
-        value = parse(raw)
-        if value < 0:
-            raise ValueError("expected a value >= 0")
-        return value
-
-    return checked
-
-
-def _port(raw: Any) -> int:
-    value = _parse_int(raw)
-    if not 0 < value < 65536:
-        raise ValueError("expected a TCP port 1-65535")
-    return value
-
-
-def _parse_api_keys(raw: Any) -> str | None:
-    """``name1:key1,name2:key2``: checked here, kept as text (``AdminSettings.named_keys`` splits it)."""
-    text = _parse_optional_str(raw)
-    if text is None:
-        return None
-    names: set[str] = set()
-    for item in text.split(","):
-        name, sep, key = item.strip().partition(":")
-        if not sep or not name.strip() or not key.strip():
-            raise ValueError("expected name:key pairs separated by commas")
-        if name.strip() in names:
-            raise ValueError(f"key name {name.strip()!r} appears twice")
-        names.add(name.strip())
-    return text
-
-
-def _thresholds(raw: Any) -> dict[str, float]:
-    if not isinstance(raw, Mapping):
-        raise ValueError("expected a mapping of name: number")
-    return {str(k): _parse_float(v) for k, v in raw.items()}
-
-
-@dataclass(frozen=True)
-class SettingSpec:
-    """One setting: where it lives in each layer and how its value is parsed."""
-
-    key: str
-    default: Any
-    parse: Callable[[Any], Any]
-    env: str | None = None
-    yaml_path: str | None = None
-    flag: str | None = None
-    help: str = ""
-
-    @property
-    def label(self) -> str:
-        """The name an operator would recognise, for error messages."""
-        return self.env or self.flag or self.yaml_path or self.key
-
-
-# One entry per setting, positional in SettingSpec's field order: key, default, parse; then environment variable,
-# config-file (YAML) path, flag (None: none) and help. Kept compact by hand: ruff format would give each 8 lines.
-# fmt: off
-SETTINGS: tuple[SettingSpec, ...] = (
-    # Kafka and its client security (reaches every client the product creates).
-    SettingSpec("kafka.bootstrap_servers", "127.0.0.1:9092", _parse_str,
-                "KAFKA_BOOTSTRAP_SERVERS", "kafka.bootstrap_servers", "--bootstrap-servers", "Kafka bootstrap servers"),
-    SettingSpec("kafka.security_protocol", "PLAINTEXT",
-                _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL", upper=True),
-                "KAFKA_SECURITY_PROTOCOL", "kafka.security_protocol", None, "security.protocol"),
-    SettingSpec("kafka.sasl_mechanism", None, _optional_choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
-                "KAFKA_SASL_MECHANISM", "kafka.sasl_mechanism", None, "sasl.mechanism"),
-    SettingSpec("kafka.sasl_username", None, _parse_optional_str,
-                "KAFKA_SASL_USERNAME", "kafka.sasl_username", None, "SASL user name"),
-    SettingSpec("kafka.sasl_password", None, _parse_optional_str,
-                "KAFKA_SASL_PASSWORD", "kafka.sasl_password", None, "SASL password"),
-    SettingSpec("kafka.ssl_ca_location", None, _parse_optional_str,
-                "KAFKA_SSL_CA_LOCATION", "kafka.ssl_ca_location", None, "CA certificate file for TLS"),
-    SettingSpec("kafka.ssl_certificate_location", None, _parse_optional_str,
-                "KAFKA_SSL_CERTIFICATE_LOCATION", "kafka.ssl_certificate_location", None, "client certificate (mTLS)"),
-    SettingSpec("kafka.ssl_key_location", None, _parse_optional_str,
-                "KAFKA_SSL_KEY_LOCATION", "kafka.ssl_key_location", None, "client key (mTLS)"),
-    SettingSpec("schema_registry_url", None, _parse_optional_str,
-                "SCHEMA_REGISTRY_URL", "kafka.schema_registry_url", "--schema-registry-url",
-                "Confluent Schema Registry for Confluent-framed Avro (mock:// for tests)"),
-    # Topics (tests use per-test names).
-    SettingSpec("topics.records", "housing.records", _parse_str,
-                "TOPIC_RECORDS", "topics.records", "--input-topic", "input topic"),
-    SettingSpec("topics.predictions", "housing.predictions", _parse_str,
-                "TOPIC_PREDICTIONS", "topics.predictions", "--output-topic", "output topic"),
-    SettingSpec("topics.dead_letter", "housing.records.dlq", _parse_str,
-                "TOPIC_DEAD_LETTER", "topics.dead_letter", "--dlq-topic", "dead-letter topic"),
-    SettingSpec("topics.model_updates", "housing.model-updates", _parse_str,
-                "TOPIC_MODEL_UPDATES", "topics.model_updates", "--control-topic",
-                "control topic (model-update events)"),
-    SettingSpec("topics.scorer_status", "housing.scorer-status", _parse_str,
-                "TOPIC_SCORER_STATUS", "topics.scorer_status", "--status-topic", "fleet status topic (compacted)"),
-    SettingSpec("topics.partitions", 6, _positive(_parse_int),
-                "TOPIC_PARTITIONS", "topics.partitions", None,
-                "partitions for records, predictions and DLQ when the stack creates them"),
-    # MLflow (the original layout).
-    SettingSpec("mlflow.enabled", True, _parse_bool,
-                "MLFLOW_ENABLED", "mlflow.enabled", None, "load from the registry (false: fallback file only)"),
-    SettingSpec("mlflow.tracking_uri", "http://127.0.0.1:5000", _parse_str,
-                "MLFLOW_TRACKING_URI", "mlflow.tracking_uri", "--tracking-uri", "MLflow tracking server and registry"),
-    SettingSpec("model.name", "california_housing_best_model", _parse_str,
-                "MLFLOW_MODEL_NAME", "mlflow.model.name", "--model-name", "registered model name"),
-    SettingSpec("model.stage", None, _optional_choice("None", "Staging", "Production", "Archived"),
-                "MLFLOW_MODEL_STAGE", "mlflow.model.stage", "--model-stage",
-                "load the version in this stage (when no alias/version)"),
-    SettingSpec("model.alias", "champion", _parse_optional_str,
-                "MLFLOW_MODEL_ALIAS", "mlflow.model.alias", "--model-alias", "load the version with this alias"),
-    SettingSpec("model.version", None, _parse_optional_str,
-                "MLFLOW_MODEL_VERSION", "mlflow.model.version", "--model-version",
-                "pin one version (wins over alias and stage)"),
-    SettingSpec("model.fallback_path", "models/model.pkl", _parse_str,
-                "MODEL_PATH", "mlflow.model.fallback_path", "--model-path",
-                "local model file used when the registry cannot be reached"),
-    SettingSpec("model.reload_interval", 30.0, _positive(_parse_float),
-                "MLFLOW_RELOAD_INTERVAL", "mlflow.model.reload_interval", None, "seconds between registry polls"),
-    SettingSpec("experiment.name", "california_housing_api", _parse_str,
-                "MLFLOW_EXPERIMENT_NAME", "mlflow.experiment.name", None,
-                "experiment for prediction-logging summaries"),
-    SettingSpec("experiment.training_name", "california_housing", _parse_str,
-                "MLFLOW_TRAINING_EXPERIMENT", "mlflow.experiment.training_name", None,
-                "experiment housing-train logs to"),
-    SettingSpec("experiment.batch_size", 5000, _positive(_parse_int),
-                "MLFLOW_BATCH_SIZE", "mlflow.experiment.batch_size", None, "predictions per summary logged to MLflow"),
-    SettingSpec("monitoring.track_drift", True, _parse_bool,
-                "TRACK_DRIFT", "mlflow.monitoring.track_drift", None, "compute PSI drift against the training profile"),
-    SettingSpec("monitoring.alert_thresholds",
-                {"response_time_ms": 1000.0, "error_rate_percent": 5.0, "drift_psi": 0.25}, _thresholds,
-                None, "mlflow.monitoring.alert_thresholds", None, "thresholds that make /health degraded"),
-    SettingSpec("monitoring.drift_window", 5000, _positive(_parse_int),
-                "DRIFT_WINDOW", "mlflow.monitoring.drift_window", None, "records in the drift sliding window"),
-    # Scorer.
-    SettingSpec("scorer.group_id", "housing-scorer", _parse_str,
-                "SCORER_GROUP_ID", "scorer.group_id", "--group-id", "consumer group of the scorers"),
-    SettingSpec("scorer.instance_id", None, _parse_optional_str,
-                "SCORER_INSTANCE_ID", "scorer.instance_id", "--instance-id",
-                "stable id of this instance (default: hostname-pid)"),
-    SettingSpec("scorer.processing_guarantee", "exactly_once", _choice("exactly_once", "at_least_once"),
-                "PROCESSING_GUARANTEE", "scorer.processing_guarantee", "--processing-guarantee",
-                "exactly_once or at_least_once"),
-    SettingSpec("scorer.batch_max_records", 1000, _positive(_parse_int),
-                "BATCH_MAX_RECORDS", "scorer.batch_max_records", "--batch-max-records", "records per batch at most"),
-    SettingSpec("scorer.batch_max_wait_ms", 5, _non_negative(_parse_int),
-                "BATCH_MAX_WAIT_MS", "scorer.batch_max_wait_ms", "--batch-max-wait-ms",
-                "a batch gathers records until this long after the previous batch was cut (0: take what has arrived)"),
-    SettingSpec("scorer.model_threads", 1, _positive(_parse_int),
-                "MODEL_THREADS", "scorer.model_threads", "--model-threads", "OpenMP/BLAS threads for the model"),
-    SettingSpec("scorer.shadow_enabled", False, _parse_bool,
-                "SHADOW_SCORING", "scorer.shadow_enabled", "--shadow",
-                "also score with the shadow alias (shadow_prediction)"),
-    SettingSpec("scorer.shadow_alias", "challenger", _parse_str,
-                "SHADOW_ALIAS", "scorer.shadow_alias", None, "alias of the shadow model"),
-    SettingSpec("scorer.shutdown_timeout", 10.0, _positive(_parse_float),
-                "SHUTDOWN_TIMEOUT_SECONDS", "scorer.shutdown_timeout", None,
-                "seconds to finish the batch in flight on SIGTERM"),
-    SettingSpec("scorer.max_message_bytes", 1_000_000, _positive(_parse_int),
-                "MAX_MESSAGE_BYTES", "scorer.max_message_bytes", None,
-                "larger input records are dead-lettered as too_large"),
-    SettingSpec("scorer.dlq_max_value_bytes", 8_000_000, _positive(_parse_int),
-                "DLQ_MAX_VALUE_BYTES", "scorer.dlq_max_value_bytes", None,
-                "dead letters above this are truncated (header dlq.truncated_from) so they fit the DLQ topic"),
-    # Admin API.
-    SettingSpec("admin.enabled", True, _parse_bool,
-                "ADMIN_API_ENABLED", "admin.enabled", None, "run the admin API in the scorer process"),
-    SettingSpec("admin.host", "127.0.0.1", _parse_str, "HOST", "admin.host", "--host", "admin API bind address"),
-    SettingSpec("admin.port", 5001, _port, "PORT", "admin.port", "--port", "admin API port"),
-    SettingSpec("admin.api_key", None, _parse_optional_str,
-                "ADMIN_API_KEY", "admin.api_key", None, "key required by mutating endpoints (unset: they answer 403)"),
-    SettingSpec("admin.api_keys", None, _parse_api_keys,
-                "ADMIN_API_KEYS", "admin.api_keys", None,
-                "named admin keys 'name1:key1,name2:key2' (the audit log records the name; ADMIN_API_KEY is 'admin')"),
-    SettingSpec("admin.audit_log_path", None, _parse_optional_str,
-                "AUDIT_LOG_PATH", "admin.audit_log_path", None,
-                "also append the admin audit log (JSON lines) to this file"),
-    SettingSpec("admin.protect_reads", False, _parse_bool,
-                "ADMIN_PROTECT_READS", "admin.protect_reads", None, "require the key on read-only endpoints too"),
-    SettingSpec("admin.webhook_secret", None, _parse_optional_str,
-                "MLFLOW_WEBHOOK_SECRET", "admin.webhook_secret", None, "HMAC secret of MLflow registry webhooks"),
-    SettingSpec("admin.tls_cert", None, _parse_optional_str,
-                "ADMIN_TLS_CERT", "admin.tls_cert", None, "serve the admin API over TLS with this certificate"),
-    SettingSpec("admin.tls_key", None, _parse_optional_str, "ADMIN_TLS_KEY", "admin.tls_key", None, "TLS private key"),
-    SettingSpec("log_level", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR", upper=True),
-                "LOG_LEVEL", "log_level", "--log-level", "DEBUG, INFO, WARNING, ERROR"),
-)
-# fmt: on
-_BY_KEY = {spec.key: spec for spec in SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -424,7 +156,7 @@ class Settings:
 
     def replace(self, **flat: Any) -> Settings:
         """A copy with some settings changed, by flat key (``{"topics.records": "t1"}``); values are parsed."""
-        values = {key: _get(self, key) for key in _BY_KEY}
+        values = {key: _get(self, key) for key in BY_KEY}
         for key, raw in flat.items():
             spec = _spec(key)
             values[key] = _parse(spec, raw, "override")
@@ -433,7 +165,7 @@ class Settings:
     def as_dict(self, *, redact: bool = True) -> dict[str, Any]:
         """Flat view for logs and --show-config; secrets are redacted."""
         out = {}
-        for key in _BY_KEY:
+        for key in BY_KEY:
             value = _get(self, key)
             if redact and value is not None and any(s in key for s in ("password", "api_key", "secret")):
                 value = "***"
@@ -443,7 +175,7 @@ class Settings:
 
 def _spec(key: str) -> SettingSpec:
     try:
-        return _BY_KEY[key]
+        return BY_KEY[key]
     except KeyError:
         raise SettingsError(f"unknown setting {key!r}") from None
 
@@ -576,7 +308,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, keys: Sequence[str] 
     for spec in SETTINGS:
         if spec.flag and (keys is None or spec.key in keys):
             dest = "setting__" + spec.key.replace(".", "__")
-            if spec.parse is _parse_bool:
+            if spec.parse is parse_bool:
                 parser.add_argument(
                     spec.flag,
                     dest=dest,

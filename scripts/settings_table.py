@@ -1,4 +1,4 @@
-"""Print the configuration table of README.md from config/settings.py (one source of truth).
+"""Print the configuration table of README.md from config/spec.py (one source of truth).
 
 Usage: python scripts/settings_table.py            # print the table
        python scripts/settings_table.py --update   # rewrite it in README.md between the markers
@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config.settings import SETTINGS  # noqa: E402
+from config.spec import SETTINGS  # noqa: E402
 
 BEGIN, END = "<!-- settings-table:begin -->", "<!-- settings-table:end -->"
 
