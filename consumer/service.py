@@ -26,7 +26,8 @@ from consumer.core.handle import ModelHandle
 from consumer.core.scoring import BatchHook
 from consumer.errors import ScorerFatalError
 from consumer.kafka.control import ControlListener, StatusPublisher, control_start_offsets
-from consumer.kafka.loop import ScoringLoop, check_kafka_topics
+from consumer.kafka.loop import ScoringLoop
+from consumer.kafka.preflight import check_kafka_topics
 from consumer.models.loader import ModelLoader, load_startup_model
 from consumer.models.poller import RegistryPoller
 from consumer.models.reloader import Reloader

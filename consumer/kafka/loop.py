@@ -39,7 +39,9 @@ from config.settings import Settings
 from consumer.core.handle import ModelHandle
 from consumer.core.scoring import BatchHook, BatchResult, Incoming, score_batch
 from consumer.errors import BatchFailed, ScorerFatalError, TransactionStuck
-from consumer.kafka.clients import admin_config, consumer_config, producer_config
+from consumer.kafka.clients import consumer_config, producer_config
+from consumer.kafka.policy import COORDINATOR_TROUBLE_CODES, FATAL_CODES, FENCED_CODES, NON_RETRIABLE_PRODUCE_CODES
+from consumer.kafka.preflight import CREDENTIAL_SETTINGS
 from consumer.state import ScorerState
 from schemas.codecs import PredictionEncoder, RecordDecoder, registry_client
 from schemas.errors import RegistryUnavailableError
@@ -54,46 +56,8 @@ LAG_REFRESH_SECONDS = 0.5  # local calls (position, cached watermarks): cheap en
 MAX_BACKOFF_SECONDS = 5.0
 POISON_BATCH_ATTEMPTS = 5
 """The same batch failing this often for a reason no retry fixes (a message the broker refuses) is fatal."""
-# Produce errors that retrying the same batch cannot fix.
-NON_RETRIABLE_PRODUCE_CODES = {
-    KafkaError.MSG_SIZE_TOO_LARGE,
-    KafkaError.RECORD_LIST_TOO_LARGE,
-    KafkaError.INVALID_RECORD,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError.TOPIC_AUTHORIZATION_FAILED,
-}
-# Errors that no retry will fix: wrong credentials, missing topics, no permission.
-# A fatal transactional-producer error with one of these means another instance owns our transactional.id:
-# this process must stop. Any other fatal producer error (e.g. INVALID_TXN_STATE after the coordinator timed out
-# our transaction during a broker outage) is recovered by a new producer with the same id, which fences the old.
-FENCED_CODES = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
 MAX_PRODUCER_REPLACEMENTS = 5
 """Replacing the producer this often without a committed batch in between is fatal."""
-FATAL_CODES = {
-    KafkaError._AUTHENTICATION,
-    KafkaError.SASL_AUTHENTICATION_FAILED,
-    KafkaError.TOPIC_AUTHORIZATION_FAILED,
-    KafkaError.GROUP_AUTHORIZATION_FAILED,
-    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-    KafkaError._SSL,
-    KafkaError.INVALID_CONFIG,
-}
-
-
-# Errors after which the transactional producer's coordinator view may be stale (see _abort_and_rewind).
-COORDINATOR_TROUBLE_CODES = {
-    KafkaError._TIMED_OUT,
-    KafkaError._TRANSPORT,
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.REQUEST_TIMED_OUT,
-}
-
-
-
 
 SEND_OFFSETS_DEADLINE_SECONDS = 40.0
 """send_offsets_to_transaction is given 30 s; librdkafka may ignore that when the coordinator vanished."""
@@ -203,100 +167,6 @@ class InFlightBatch:
         if error is not None:
             self.errors.append(error)
 
-
-CREDENTIAL_SETTINGS = ("KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD "
-                       "(KAFKA_SSL_CA_LOCATION / KAFKA_SSL_CERTIFICATE_LOCATION / KAFKA_SSL_KEY_LOCATION for TLS)")
-"""What to check when the broker refuses this client: named in every authentication error."""
-
-
-def security_problem(errors: Sequence[KafkaError], *, accepts_connections: bool = False) -> str | None:
-    """What the client errors say about a security misconfiguration (pure); None when they say nothing of it.
-
-    librdkafka reports a refused login as ``_AUTHENTICATION`` / ``SASL_AUTHENTICATION_FAILED`` (and the
-    metadata request then just times out), a TLS problem as ``_SSL``, and a client speaking the wrong protocol
-    to a listener as a disconnect that mentions ``security.protocol``.
-
-    :param accepts_connections: the metadata request failed, yet the broker's port accepts TCP connections: a
-        SASL listener closes the connection of a client without SASL just like that, with no clearer error.
-    """
-    for error in errors:
-        text = error.str()
-        if error.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED) or "SASL" in text:
-            return f"authentication failed ({text})"
-        if error.code() == KafkaError._SSL:
-            return f"the TLS handshake failed ({text})"
-        if "security.protocol" in text:
-            return f"the listener and the client disagree on the security protocol ({text})"
-    if accepts_connections:
-        return ("its port accepts connections but it answers no Kafka request: a listener expecting SASL or TLS "
-                "treats a client without them like that")
-    return None
-
-
-def _accepts_connections(bootstrap_servers: str, timeout: float = 2.0) -> bool:
-    """Some bootstrap server accepts a TCP connection."""
-    import socket
-
-    for server in bootstrap_servers.split(","):
-        host, _, port = server.strip().split("://")[-1].rpartition(":")
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
-
-
-def check_kafka_topics(settings: Settings, list_topics: Callable[..., Any] | None = None,
-                       timeout: float = 10.0) -> None:
-    """Fail fast, with what to fix, when the broker does not answer or refuses our credentials, or the scorer's
-    topics do not exist.
-
-    :param list_topics: the metadata call to use (tests); default: a throwaway AdminClient whose client errors
-        are watched, so wrong credentials fail within about two seconds, naming the credential settings.
-    """
-    topics = settings.topics
-    seen: list[KafkaError] = []
-    if list_topics is None:
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient(admin_config(settings, error_cb=seen.append))
-        metadata = _metadata_or_fail(settings, admin, seen, timeout)
-    else:
-        try:
-            metadata = list_topics(timeout=timeout)
-        except KafkaException as exc:
-            raise _unreachable(settings, exc, [exc.args[0]] if exc.args else []) from exc
-    missing = [t for t in (topics.records, topics.predictions, topics.dead_letter) if t not in metadata.topics]
-    if missing:
-        raise ScorerFatalError(f"topic(s) {', '.join(missing)} do not exist on {settings.kafka.bootstrap_servers}: "
-                               "create them (`housing-stack up` creates the five topics) or fix the topic settings")
-
-
-def _metadata_or_fail(settings: Settings, admin: Any, seen: list[KafkaError], timeout: float) -> Any:
-    # Short metadata attempts with the client's errors served in between: a refused login never makes the
-    # metadata call fail by itself (it just waits), but it shows up as an error callback within a second.
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return admin.list_topics(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
-        except KafkaException as exc:
-            admin.poll(0)  # serves error_cb
-            error = exc.args[0] if exc.args else None
-            errors = [*seen, *([error] if isinstance(error, KafkaError) else [])]
-            if security_problem(errors) is not None or time.monotonic() >= deadline:
-                raise _unreachable(settings, exc, errors) from exc
-
-
-def _unreachable(settings: Settings, exc: KafkaException, errors: Sequence[KafkaError]) -> ScorerFatalError:
-    where = f"Kafka at {settings.kafka.bootstrap_servers}"
-    problem = security_problem(errors) or security_problem(
-        errors, accepts_connections=_accepts_connections(settings.kafka.bootstrap_servers))
-    if problem is not None:
-        return ScorerFatalError(f"{where} refused this client: {problem}. Check {CREDENTIAL_SETTINGS}")
-    return ScorerFatalError(
-        f"{where} did not answer a metadata request ({exc}): check KAFKA_BOOTSTRAP_SERVERS and the security "
-        "settings, or start it with `housing-stack up`")
 
 
 class ScoringLoop:

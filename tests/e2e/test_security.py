@@ -27,7 +27,7 @@ from confluent_kafka import KafkaError
 
 from config.settings import Settings, load_settings
 from consumer.kafka.control import publish_model_update, read_fleet, read_model_updates
-from consumer.kafka.loop import CREDENTIAL_SETTINGS, security_problem
+from consumer.kafka.preflight import CREDENTIAL_SETTINGS, security_problem
 from stack.kafka import LocalKafka, ensure_topics
 from stack.processes import free_port
 from tests.e2e.conftest import ScorerFactory
