@@ -8,9 +8,13 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from config.runtime import THREADED_FORMAT, configure_logging, pin_thread_pools
 from config.settings import Settings, SettingsError, add_settings_arguments, settings_from_args
+
+if TYPE_CHECKING:
+    from consumer.service import AdminApp, ScorerService
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-admin-api", action="store_true", help="run the scoring loop only")
     parser.add_argument("--show-config", action="store_true", help="print the effective settings and exit")
     return parser
+
+
+def admin_app(service: ScorerService) -> AdminApp:
+    """The admin API for ``service``: built here, the composition root, so the scorer never imports admin_api."""
+    from admin_api.app import create_app, ssl_context  # deferred with the scorer's modules (see main)
+    from consumer.service import AdminApp  # deferred with the scorer's modules (see main)
+
+    return AdminApp(create_app(service.settings, state=service.state, service=service), ssl_context(service.settings))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, fmt=THREADED_FORMAT)
     pin_thread_pools(settings.scorer.model_threads)
 
+    # deferred: the scorer's modules pull in MLflow, scikit-learn and pandas (seconds); --help, --show-config
+    # and a bad setting answer without them.
     from consumer.errors import ModelUnavailable, ScorerFatalError
     from consumer.service import ScorerService
 
@@ -44,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"housing-scorer: cannot start: {exc}", file=sys.stderr)
         return 2
     try:
-        code = service.run_forever(admin_api=not args.no_admin_api)
+        code = service.run_forever(None if args.no_admin_api else admin_app)
     except ScorerFatalError as exc:
         print(f"housing-scorer: {exc}", file=sys.stderr)
         service.stop()

@@ -13,11 +13,13 @@ import asyncio
 import gc
 import logging
 import signal
+import ssl
 import threading
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from confluent_kafka import TopicPartition
+from aiohttp import web
 
 from config.mlflow import mlflow_answers
 from config.runtime import limit_thread_pools
@@ -40,6 +42,23 @@ logger = logging.getLogger(__name__)
 EXIT_FATAL = 2
 
 
+class Stoppable(Protocol):
+    """A started helper of the service (worker threads, the status publisher): stopped in reverse start order."""
+
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class AdminApp:
+    """The admin API as the service serves it: the aiohttp application and its TLS context (None: plain HTTP)."""
+
+    app: web.Application
+    ssl_context: ssl.SSLContext | None = None
+
+
+AppFactory = Callable[["ScorerService"], AdminApp]
+
+
 
 class ScorerService:
     """Owns the state, the scoring thread and (optionally) the admin API of one scorer."""
@@ -53,7 +72,7 @@ class ScorerService:
         self.loop: ScoringLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
-        self.components: list[Any] = []
+        self.components: list[Stoppable] = []
         """Started helpers with a ``stop()`` (control listener, pollers, loggers), stopped in reverse order."""
         self.on_stop: list[Callable[[], None]] = []
         self.reloader: Reloader | None = None
@@ -91,7 +110,7 @@ class ScorerService:
         self._thread.start()
 
     def _start_control_plane(self, handle: ModelHandle, loader: ModelLoader | None,
-                             control_offsets: list[TopicPartition] | None) -> list[BatchHook]:
+                             control_offsets: list[Any] | None) -> list[BatchHook]:
         """Status publisher, reloader, control listener, registry poll and shadow monitor (hot reload)."""
         settings = self.settings
         status = StatusPublisher(settings)
@@ -136,9 +155,9 @@ class ScorerService:
         timeout = timeout or self.settings.scorer.shutdown_timeout + 20
         # First nothing new may ask for a reload; then the batch in flight finishes (its hooks still run);
         # then the rest stops in reverse start order, so the monitors flush and the 'stopped' status goes last.
-        triggers = [c for c in (self.listener, self.poller) if c is not None]
-        for component in triggers:
-            self._stop_component(component)
+        triggers: list[Stoppable] = [c for c in (self.listener, self.poller) if c is not None]
+        for trigger in triggers:
+            self._stop_component(trigger)
         if self.loop is not None:
             self.loop.stop()
         if self._thread is not None:
@@ -157,7 +176,7 @@ class ScorerService:
         self.on_stop.clear()
 
     @staticmethod
-    def _stop_component(component: Any) -> None:
+    def _stop_component(component: Stoppable) -> None:
         try:
             component.stop()
         except Exception:
@@ -171,18 +190,22 @@ class ScorerService:
         return self._stopped.wait(timeout)
 
     # --- the process ---------------------------------------------------------------------------------
-    def run_forever(self, *, admin_api: bool = True) -> int:
-        """Serve until a signal or a fatal error; returns the exit code."""
-        return asyncio.run(self._serve(admin_api))
+    def run_forever(self, admin_app: AppFactory | None = None) -> int:
+        """Serve until a signal or a fatal error; returns the exit code.
 
-    async def _serve(self, admin_api: bool) -> int:
+        :param admin_app: builds the admin API's aiohttp application for this service (``consumer/__main__.py``
+            hands in ``admin_api.app.create_app``: the scorer does not import the admin API); None: no API.
+        """
+        return asyncio.run(self._serve(admin_app))
+
+    async def _serve(self, admin_app: AppFactory | None) -> int:
         stop_requested = asyncio.Event()
         aio_loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             aio_loop.add_signal_handler(sig, stop_requested.set)
         runner = None
-        if admin_api and self.settings.admin.enabled:
-            runner = await self._start_admin_api()
+        if admin_app is not None and self.settings.admin.enabled:
+            runner = await self._start_admin_api(admin_app(self))
         stopped_task = asyncio.ensure_future(asyncio.to_thread(self._stopped.wait))
         signal_task = asyncio.ensure_future(stop_requested.wait())
         await asyncio.wait({stopped_task, signal_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -197,16 +220,10 @@ class ScorerService:
             return EXIT_FATAL
         return 0
 
-    async def _start_admin_api(self) -> Any:
-        from aiohttp import web
-
-        from admin_api.app import create_app, ssl_context
-
-        app = create_app(self.settings, state=self.state, service=self)
-        runner = web.AppRunner(app, access_log=None)
+    async def _start_admin_api(self, api: AdminApp) -> web.AppRunner:
+        runner = web.AppRunner(api.app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.settings.admin.host, self.settings.admin.port,
-                           ssl_context=ssl_context(self.settings))
+        site = web.TCPSite(runner, self.settings.admin.host, self.settings.admin.port, ssl_context=api.ssl_context)
         try:
             await site.start()
         except OSError as exc:

@@ -19,8 +19,9 @@ import math
 import random
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
+from producer.bad_records import BAD_RECORDS, BadRecord
 from schemas.features import (
     CATEGORICAL_COLUMN,
     FEATURE_COLUMNS,
@@ -28,9 +29,6 @@ from schemas.features import (
     OCEAN_PROXIMITY_CATEGORIES,
     TARGET_COLUMN,
 )
-
-if TYPE_CHECKING:
-    from producer.bad_records import BadRecord
 
 logger = logging.getLogger(__name__)
 
@@ -283,8 +281,6 @@ def inject_bad(
         yield from as_messages(records)
         return
     if corpus is None:
-        from producer.bad_records import BAD_RECORDS
-
         corpus = BAD_RECORDS
     if not corpus:
         raise ValueError("no bad records to inject: the corpus is empty")

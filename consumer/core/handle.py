@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from consumer.core.fastpath import verified_predictor
 from consumer.core.features import FeatureColumns, as_frame
 from schemas.versions import version_number
 
@@ -51,8 +52,6 @@ class ModelHandle:
     """Set once by ``__post_init__``: the verified numpy fast path, or None to call ``model.predict``."""
 
     def __post_init__(self) -> None:
-        from consumer.core.fastpath import verified_predictor
-
         # Where the model has the training pipeline's shape, a numpy path that predicts exactly what it does
         # without pandas per call (consumer/core/fastpath.py); checked here, once per loaded model.
         object.__setattr__(self, "_fast_predict", verified_predictor(self.model, self.input_example))

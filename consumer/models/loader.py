@@ -25,6 +25,7 @@ import numpy as np
 
 from config.mlflow import configure_mlflow_client, mlflow_answers
 from config.settings import Settings
+from consumer.core.features import to_frame
 from consumer.core.handle import ModelHandle
 from consumer.errors import MlflowUnavailable, ModelError, ModelUnavailable
 from schemas.examples import EXAMPLE_RECORD
@@ -184,8 +185,6 @@ def _is_connection_problem(exc: Exception) -> bool:
 
 def check_model(handle: ModelHandle) -> None:
     """The model must predict finite numbers on its stored input example (or a built-in row if it has none)."""
-    from consumer.core.features import to_frame
-
     example = handle.input_example
     frame = example if example is not None else to_frame([EXAMPLE_RECORD])
     try:

@@ -20,6 +20,7 @@ from typing import Any
 from config.settings import Settings
 from consumer.core.features import FeatureColumns, concat_columns, row_count, take_rows
 from consumer.core.handle import ModelHandle
+from consumer.core.profile import psi_by_feature
 from consumer.core.scoring import BatchResult
 from consumer.state import ScorerState
 from consumer.workers import Worker
@@ -86,8 +87,6 @@ class DriftMonitor(Worker):
         if rows < self.min_rows:
             self.status = "warming_up"
             return None
-        from consumer.core.profile import psi_by_feature
-
         window = concat_columns(batches)
         window = take_rows(window, slice(max(0, rows - self.window), rows))  # the newest DRIFT_WINDOW rows
         values = psi_by_feature(profile, window)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from config.mlflow import configure_mlflow_client
 from config.settings import Settings
 from consumer.core.handle import ModelHandle
 from consumer.core.scoring import BatchResult
@@ -212,10 +213,8 @@ class PredictionLogger(Worker):
 
     def _mlflow(self) -> Any:
         if self._client is None:
-            from config.mlflow import configure_mlflow_client
-
             configure_mlflow_client()
-            from mlflow.tracking import MlflowClient
+            from mlflow.tracking import MlflowClient  # deferred: importing MLflow holds the GIL for ~1 s
 
             uri = self.settings.mlflow.tracking_uri
             self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
