@@ -25,9 +25,11 @@ from config.settings import (
     load_settings,
     settings_from_args,
 )
+from training.announce import announce_promotion
 from training.data import DEFAULT_DATA_PATH, DataError
 from training.pipeline import MODEL_KINDS, parse_kinds
-from training.register import TrainingConfig, TrainingError, TrainingResult, train_and_register
+from training.register import train_and_register
+from training.results import TrainingConfig, TrainingError, TrainingResult
 
 logger = logging.getLogger(__name__)
 
@@ -152,8 +154,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"housing-train: {exc}", file=sys.stderr)
         return 1
     if args.announce if args.announce is not None else args.promote:
-        from training.announce import announce_promotion
-
         announce_promotion(settings, result)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

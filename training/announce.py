@@ -14,10 +14,13 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
+from admin_api.audit import AuditLog, AuditRecord, mlflow_tagger, utc_stamp
+from config.mlflow import configure_mlflow_client, mlflow_answers
 from config.settings import Settings
 from consumer.errors import ControlPublishError
 from consumer.kafka.control import publish_model_update
-from training.register import CHAMPION_ALIAS, PRODUCTION, TrainingResult
+from training.results import TrainingResult
+from training.tracking import CHAMPION_ALIAS, PRODUCTION
 
 logger = logging.getLogger(__name__)
 
@@ -74,16 +77,13 @@ def _who() -> str:
 
 def audit_promotion(settings: Settings, result: TrainingResult, event: dict[str, Any] | None, detail: str) -> None:
     """Record the promotion in the audit trail; tag the version when its registry answers (never raises)."""
-    from admin_api.audit import AuditLog, AuditRecord, mlflow_tagger, utc_stamp
-    from config.mlflow import configure_mlflow_client, mlflow_answers
-
     record = AuditRecord(at=utc_stamp(), who=_who(), action="promote", model_name=result.model_name,
                          version=result.version, alias=CHAMPION_ALIAS, stage=PRODUCTION, detail=detail,
                          source=SOURCE, event_id=event["event_id"] if event else None)
     tagger = None
     if settings.mlflow.enabled and mlflow_answers(result.tracking_uri, 2.0, local_store_answers=True):
         configure_mlflow_client()
-        from mlflow.tracking import MlflowClient
+        from mlflow.tracking import MlflowClient  # deferred on purpose: importing mlflow takes seconds
 
         tagger = mlflow_tagger(MlflowClient(tracking_uri=result.tracking_uri, registry_uri=result.tracking_uri))
     AuditLog(settings.admin.audit_log_path, tagger).record(record)

@@ -9,7 +9,7 @@ import pytest
 
 from config.settings import load_settings
 from training.announce import announce_promotion
-from training.register import TrainingResult
+from training.results import TrainingResult
 
 
 def result(promoted: bool) -> TrainingResult:

@@ -1,19 +1,19 @@
-"""Unit tests of training's pure parts: pipelines, data load/split, params/metrics helpers, CLI failures."""
+"""Unit tests of training's pure parts: pipelines, data load/split, the CLI's failures and result table.
+
+The MLflow helpers (params, metrics, skops types, the tracking-server check) are in test_tracking.py, the config
+in test_results.py, the fallback files in test_fallback.py; shared fixtures in conftest.py."""
 
 from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
-from config.settings import PROJECT_ROOT, load_settings
 from consumer.core.features import (
     CATEGORICAL_COLUMN,
     FEATURE_COLUMNS,
@@ -26,33 +26,7 @@ from schemas.examples import EXAMPLE_RECORD
 from training import __main__ as cli
 from training.data import DataError, load_housing, sample_rows, split
 from training.pipeline import MODEL_KINDS, build_pipeline, normalize_kind, parse_kinds
-from training.register import (
-    SKOPS_TRUSTED_TYPES,
-    TrackingServerUnreachable,
-    TrainingConfig,
-    check_tracking_server,
-    flat_params,
-    regression_metrics,
-)
-
-DATA = PROJECT_ROOT / "data" / "housing.csv"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # As in training and scoring: HistGradientBoosting's OpenMP pool collapses on a busy 2-core box.
-    with threadpool_limits(limits=1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def housing() -> pd.DataFrame:
-    return load_housing(DATA)
-
-
-@pytest.fixture(scope="module")
-def small_split(housing: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
-    return split(sample_rows(housing, 375, seed=7), seed=42)  # 300 train rows
+from training.results import ModelResult, TrainingResult
 
 
 def _records() -> list[dict[str, object]]:
@@ -88,19 +62,6 @@ def test_missing_total_bedrooms_is_imputed_even_when_training_had_none(kind: str
     pipeline = build_pipeline(kind).fit(complete[list(FEATURE_COLUMNS)], complete[TARGET_COLUMN])
     predictions = pipeline.predict(to_frame([{**_records()[0], "total_bedrooms": None}]))
     assert np.isfinite(predictions).all()
-
-
-@pytest.mark.parametrize("kind", MODEL_KINDS)
-def test_fitted_pipelines_need_only_the_trusted_skops_types(kind: str, small_split: tuple) -> None:
-    import skops.io
-
-    X_train, _, y_train, _ = small_split
-    fitted = build_pipeline(kind).fit(X_train, y_train)
-    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(fitted))
-    assert set(untrusted) <= set(SKOPS_TRUSTED_TYPES)
-    reloaded = skops.io.loads(skops.io.dumps(fitted), trusted=list(SKOPS_TRUSTED_TYPES))
-    frame = to_frame(_records())
-    np.testing.assert_array_equal(reloaded.predict(frame), fitted.predict(frame))
 
 
 def test_unseen_category_is_encoded_as_all_zeros_not_an_error(small_split: tuple) -> None:
@@ -206,49 +167,10 @@ def test_sample_rows_is_seeded_and_bounded(housing: pd.DataFrame) -> None:
     assert len(sample_rows(housing, 10**6)) == len(housing)
 
 
-def test_flat_params_are_strings_with_sklearn_paths() -> None:
-    params = flat_params(build_pipeline("random_forest", seed=3))
-    assert params["model__n_estimators"] == "50"
-    assert params["model__random_state"] == "3"
-    assert params["preprocess__num__impute__strategy"] == "median"
-    assert params["preprocess__cat__handle_unknown"] == "ignore"
-    assert all(isinstance(v, str) for v in params.values())
-    assert not any(v.startswith(("Pipeline(", "ColumnTransformer(")) for v in params.values())
-
-
-def test_regression_metrics_on_known_values() -> None:
-    metrics = regression_metrics([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 6.0])
-    assert metrics["rmse"] == pytest.approx(1.0)
-    assert metrics["mae"] == pytest.approx(0.5)
-    assert metrics["r2"] == pytest.approx(1 - 4 / 5)
-
-
-def test_config_from_settings_uses_training_experiment_and_output_dir() -> None:
-    settings = load_settings(env={})
-    config = TrainingConfig.from_settings(settings, output_dir="/tmp/out", models=("rf", "linear"), sample=None)
-
-    assert config.experiment == "california_housing"  # not the API's california_housing_api
-    assert config.model_name == settings.model.name
-    assert config.tracking_uri == settings.mlflow.tracking_uri
-    assert config.models == ("random_forest", "linear_regression")
-    assert config.model_file == Path("/tmp/out") / Path(settings.model.fallback_path).name
-
-
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def test_unreachable_tracking_server_fails_fast_with_the_operator_message() -> None:
-    uri = f"http://127.0.0.1:{_closed_port()}"
-    with pytest.raises(TrackingServerUnreachable) as caught:
-        check_tracking_server(uri, timeout=2.0)
-    assert str(caught.value) == (
-        f"MLflow tracking server at {uri} is not reachable: start it with `housing-stack up` or set "
-        "MLFLOW_TRACKING_URI"
-    )
-    check_tracking_server("sqlite:///tmp/x.db")  # no server to check: no error
 
 
 def test_cli_exits_1_with_one_line_when_mlflow_is_down(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -270,8 +192,6 @@ def test_cli_rejects_an_unknown_model_kind_as_a_usage_error(capsys: pytest.Captu
 
 
 def test_result_table_and_json_shape() -> None:
-    from training.register import ModelResult, TrainingResult
-
     results = (
         ModelResult("linear_regression", "r1", "models:/m-1", {"rmse": 70000.0, "mae": 50000.0, "r2": 0.62}, 0.1),
         ModelResult("hist_gradient_boosting", "r2", "models:/m-2", {"rmse": 47000.0, "mae": 31000.0, "r2": 0.83},
