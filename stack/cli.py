@@ -10,7 +10,7 @@ from pathlib import Path
 
 from config.runtime import configure_logging
 from config.settings import SettingsError, load_settings
-from stack.local import LocalStack
+from stack.local import LocalStack, StackStatus
 from stack.processes import StackError
 
 
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _print_status(stack: LocalStack):  # type: ignore[no-untyped-def]
+def _print_status(stack: LocalStack) -> StackStatus:
     status = stack.status()
     for line in status.lines():
         print(line)

@@ -8,6 +8,7 @@ request through confluent-kafka's AdminClient answers.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import shutil
@@ -16,21 +17,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stack.processes import (
-    StackError,
-    port_answers,
-    port_is_free,
-    read_pid,
-    start_process,
-    stop_process,
-    tail,
-    wait_until,
-)
+from stack.managed import ManagedProcess
+from stack.processes import StackError, port_answers, wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -106,10 +99,15 @@ broker's pauses are every client's latency."""
 
 
 @dataclass
-class LocalKafka:
-    """One single-node KRaft broker whose files live under ``home``."""
+class LocalKafka(ManagedProcess):
+    """One single-node KRaft broker whose files live under ``home`` (pid file ``kafka.pid``, ``logs/kafka.log``)."""
 
-    home: Path
+    name: ClassVar[str] = "kafka"
+    title: ClassVar[str] = "the Kafka broker"
+    description: ClassVar[str] = "a broker"
+    port_hint: ClassVar[str] = "other ports (KAFKA_PORT / KAFKA_CONTROLLER_PORT, or --kafka-port)"
+    stop_grace: ClassVar[float] = 30.0
+
     port: int = 9092
     controller_port: int = 9093
     heap: str = "-Xmx768m -Xms768m"
@@ -122,16 +120,11 @@ class LocalKafka:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "kafka.pid"
+    def ports(self) -> tuple[int, ...]:
+        return (self.port, self.controller_port)
 
-    @property
-    def log_file(self) -> Path:
-        return self.home / "logs" / "kafka.log"
-
-    def running_pid(self) -> int | None:
-        return read_pid(self.pid_file)
+    def answers(self) -> bool:
+        return broker_answers(self.bootstrap_servers)
 
     def server_properties(self) -> dict[str, str]:
         listeners = self.extra_properties.get("listeners.extra", "")
@@ -174,14 +167,7 @@ class LocalKafka:
 
         :param format_storage: False restarts on the existing storage (same cluster, topics and data kept).
         """
-        if self.running_pid():
-            raise StackError(f"a broker started from {self.home} is already running (pid {self.running_pid()})")
-        for port in (self.port, self.controller_port):
-            if not port_is_free(port):
-                raise StackError(
-                    f"port {port} is already in use: stop what listens there, or choose other ports "
-                    "(KAFKA_PORT / KAFKA_CONTROLLER_PORT, or --kafka-port)"
-                )
+        self.ensure_can_start()
         java = require_tool("java", "install a JDK 17+ (e.g. `apt-get install openjdk-17-jdk-headless`)")
         libs = resolve_broker_jars()
         classpath = f"{libs}/*"
@@ -207,27 +193,16 @@ class LocalKafka:
                 raise StackError("formatting the KRaft storage failed:\n"
                                  + (formatted.stdout + formatted.stderr)[-2000:])
 
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        process = start_process(
+        process = self.launch(
             [java, *self.heap.split(), *JVM_PERFORMANCE_OPTIONS, f"-Dlog4j2.configurationFile={log4j}",
              *self.extra_jvm_args, "-cp", classpath, "kafka.Kafka", str(properties_file)],
-            log_file=self.log_file, pid_file=self.pid_file,
+            ready=self.answers, timeout=timeout,
         )
-        ready = wait_until(lambda: process.poll() is not None or broker_answers(self.bootstrap_servers), timeout)
-        if process.poll() is not None or not ready:
-            self.stop()
-            why = "exited" if process.poll() is not None else f"did not answer within {timeout:.0f}s"
-            raise StackError(f"the Kafka broker {why}; last lines of {self.log_file}:\n{tail(self.log_file)}")
         logger.info("Kafka %s ready at %s (pid %d)", KAFKA_VERSION, self.bootstrap_servers, process.pid)
-
-    def stop(self, timeout: float = 30.0) -> bool:
-        return stop_process(self.pid_file, timeout=timeout)
 
 
 def _random_cluster_id() -> str:
     # Kafka's cluster id is a base64url-encoded UUID without padding (what `kafka-storage random-uuid` prints).
-    import base64
-
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 

@@ -115,7 +115,7 @@ class LocalStack:
                     raise StackError(f"KAFKA_BOOTSTRAP_SERVERS={self.external_kafka} does not answer a metadata "
                                      "request: start that broker or unset the variable to use the local one")
                 steps.append(f"kafka: using external broker {self.external_kafka}")
-            elif self.kafka.running_pid() and broker_answers(self.kafka.bootstrap_servers):
+            elif self.kafka.is_healthy():
                 steps.append(f"kafka: already running at {self.kafka.bootstrap_servers} (reused)")
             else:
                 self.kafka.stop()  # a recorded pid that does not answer is stale
@@ -128,7 +128,7 @@ class LocalStack:
                     raise StackError(f"MLFLOW_TRACKING_URI={self.external_mlflow} does not answer /health: start "
                                      "that server or unset the variable to use the local one")
                 steps.append(f"mlflow: using external server {self.external_mlflow}")
-            elif self.mlflow.running_pid() and mlflow_answers(self.mlflow.tracking_uri):
+            elif self.mlflow.is_healthy():
                 steps.append(f"mlflow: already running at {self.mlflow.tracking_uri} (reused)")
             else:
                 self.mlflow.stop()
