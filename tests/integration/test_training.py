@@ -21,7 +21,8 @@ from consumer.core.features import FEATURE_COLUMNS, to_frame
 from consumer.core.profile import psi
 from training import __main__ as cli
 from training.data import load_housing
-from training.register import TrainingConfig, TrainingResult, train_and_register
+from training.register import train_and_register
+from training.results import TrainingConfig, TrainingResult
 
 pytestmark = pytest.mark.integration
 
