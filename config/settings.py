@@ -1,8 +1,8 @@
-"""Settings: the only module that reads the environment, and the typed Settings it builds.
+"""Settings: the only module that reads the product's settings from the environment, and the typed Settings it builds.
 
 Layers, lowest first: built-in defaults < ``config/mlflow_config.yaml`` (the original API's layout) <
 environment variables (the original names, plus the new ones) < command-line flags. Every setting is
-declared once in ``SETTINGS`` with its type, default, YAML path, environment name and flag, and a bad
+declared once in ``config.spec.SETTINGS`` with its type, default, YAML path, environment name and flag, and a bad
 value fails at start-up with a ``SettingsError`` that names the setting and what is accepted.
 """
 

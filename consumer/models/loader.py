@@ -1,4 +1,4 @@
-"""Resolve, load and check models: the only module of consumer/ that imports MLflow.
+"""Resolve, load and check models from the MLflow registry, and the local fallback file when it cannot answer.
 
 Resolution turns "the champion", "the Production version" or "version 7" into one concrete registry
 version. Loading downloads that version's artifacts once, loads the scikit-learn pipeline, its stored input
