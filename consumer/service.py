@@ -27,9 +27,11 @@ from config.settings import Settings
 from consumer.core.handle import ModelHandle
 from consumer.core.scoring import BatchHook
 from consumer.errors import ScorerFatalError
-from consumer.kafka.control import ControlListener, StatusPublisher, control_start_offsets
+from consumer.kafka.control import ControlListener
 from consumer.kafka.loop import ScoringLoop
 from consumer.kafka.preflight import check_kafka_topics
+from consumer.kafka.status import StatusPublisher
+from consumer.kafka.topic_reader import control_start_offsets
 from consumer.models.loader import ModelLoader, load_startup_model
 from consumer.models.poller import RegistryPoller
 from consumer.models.reloader import Reloader

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import logging
-from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
@@ -19,6 +18,7 @@ from config.mlflow import configure_mlflow_client, mlflow_answers
 from config.settings import Settings
 from consumer.errors import ControlPublishError
 from consumer.kafka.control import publish_model_update
+from schemas.control import ModelUpdateEvent
 from training.results import TrainingResult
 from training.tracking import CHAMPION_ALIAS, PRODUCTION
 
@@ -38,7 +38,8 @@ def kafka_answers(settings: Settings, timeout: float = 3.0) -> bool:
         return False
 
 
-def announce_promotion(settings: Settings, result: TrainingResult, *, timeout: float = 10.0) -> dict[str, Any] | None:
+def announce_promotion(settings: Settings, result: TrainingResult, *,
+                       timeout: float = 10.0) -> ModelUpdateEvent | None:
     """Publish a ``promoted`` ModelUpdateEvent for a promoted training result.
 
     :returns: the event published, or None when there was nothing to announce (not promoted) or Kafka could
@@ -63,7 +64,7 @@ def announce_promotion(settings: Settings, result: TrainingResult, *, timeout: f
         audit_promotion(settings, result, None, f"not announced: {exc}")
         return None
     logger.info("announced %s v%s on %s (event %s)", result.model_name, result.version, where,
-                event["event_id"])
+                event.event_id)
     audit_promotion(settings, result, event, f"announced on {settings.topics.model_updates}")
     return event
 
@@ -75,11 +76,12 @@ def _who() -> str:
         return SOURCE
 
 
-def audit_promotion(settings: Settings, result: TrainingResult, event: dict[str, Any] | None, detail: str) -> None:
+def audit_promotion(settings: Settings, result: TrainingResult, event: ModelUpdateEvent | None,
+                    detail: str) -> None:
     """Record the promotion in the audit trail; tag the version when its registry answers (never raises)."""
     record = AuditRecord(at=utc_stamp(), who=_who(), action="promote", model_name=result.model_name,
                          version=result.version, alias=CHAMPION_ALIAS, stage=PRODUCTION, detail=detail,
-                         source=SOURCE, event_id=event["event_id"] if event else None)
+                         source=SOURCE, event_id=event.event_id if event else None)
     tagger = None
     if settings.mlflow.enabled and mlflow_answers(result.tracking_uri, 2.0, local_store_answers=True):
         configure_mlflow_client()

@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from config.settings import Settings
 from consumer.core.decisions import (
@@ -33,6 +33,7 @@ from consumer.errors import MlflowUnavailable, ModelError
 from consumer.models.loader import ModelLoader, ResolvedVersion
 from consumer.state import ReloadResult, ScorerState, ShadowLoad
 from consumer.workers import Worker
+from schemas.control import ModelUpdateEvent, ScorerStatus
 from schemas.versions import version_from_uri
 
 logger = logging.getLogger(__name__)
@@ -51,11 +52,11 @@ class _Item:
 
 
 class StatusSink(Protocol):
-    """What the reloader publishes statuses to (``consumer.kafka.control.StatusPublisher`` has this shape)."""
+    """What the reloader publishes statuses to (``consumer.kafka.status.StatusPublisher`` has this shape)."""
 
     def publish(self, result: str, *, model_version: str | None, event_id: str | None = None,
                 detail: str | None = None, load_seconds: float | None = None,
-                model_name: str | None = None) -> dict[str, Any] | None: ...
+                model_name: str | None = None) -> ScorerStatus | None: ...
 
 
 class Reloader(Worker):
@@ -106,11 +107,10 @@ class Reloader(Worker):
         return self.submit(ReloadRequest(kind="reload", alias=self.settings.scorer.shadow_alias, source=source,
                                          slot="shadow"))
 
-    def on_event(self, event: dict[str, Any]) -> Future[ReloadResult]:
+    def on_event(self, event: ModelUpdateEvent) -> Future[ReloadResult]:
         """ControlListener callback: one ModelUpdateEvent -> one request."""
-        return self.request(version=event.get("version"), alias=event.get("alias"), stage=event.get("stage"),
-                            event_id=event.get("event_id"), kind=event.get("type") or "reload",
-                            source=event.get("source") or "event", model_uri=event.get("model_uri"))
+        return self.request(version=event.version, alias=event.alias, stage=event.stage, event_id=event.event_id,
+                            kind=event.type, source=event.source or "event", model_uri=event.model_uri)
 
     def submit(self, request: ReloadRequest) -> Future[ReloadResult]:
         future: Future[ReloadResult] = Future()

@@ -1,5 +1,5 @@
-"""schemas.codecs: wire-format detection, record decoding in all three formats, prediction encoding,
-the control-plane codecs, and that no json/fastavro exception ever leaks out of a decoder."""
+"""schemas.codecs: record decoding in all three formats (registry resolution included), record and prediction
+encoding, and that no json/fastavro exception ever leaks out of a decoder."""
 
 from __future__ import annotations
 
@@ -16,24 +16,18 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from schemas import topics
 from schemas.codecs import (
     HOUSING_RECORD,
-    MODEL_UPDATE_EVENT,
     PREDICTION,
-    SCORER_STATUS,
     PredictionEncoder,
     PredictionJsonWriter,
     RecordDecoder,
     RecordEncoder,
     WireFormat,
-    decode_model_update,
     decode_prediction,
-    decode_scorer_status,
     detect_format,
-    encode_model_update,
     encode_record,
-    encode_scorer_status,
     registry_client,
 )
-from schemas.errors import REASONS, DecodeError, RegistryUnavailableError, ValidationError
+from schemas.errors import REASONS, DecodeError, RegistryUnavailableError
 
 RECORD: dict[str, Any] = {
     "longitude": -122.23,
@@ -101,41 +95,6 @@ def _decode_error(decoder: RecordDecoder, value: bytes | None) -> DecodeError:
         decoder.decode(value)
     assert info.value.stage == "decode" and info.value.reason in REASONS
     return info.value
-
-
-# detection
-
-
-@pytest.mark.parametrize(
-    ("value", "fmt"),
-    [
-        (b'{"a":1}', WireFormat.JSON),
-        (b' \n{"a":1}', WireFormat.JSON),
-        (b"[1]", WireFormat.JSON),
-        (b"\x00\x00\x00\x00\x01", WireFormat.AVRO_CONFLUENT),
-        (b"\x00\x00\x00\x00\x01\x02\x03", WireFormat.AVRO_CONFLUENT),
-        (b"\xc3\x01" + b"\x00" * 8, WireFormat.AVRO_SINGLE_OBJECT),
-        (HOUSING_RECORD.header + b"\x02", WireFormat.AVRO_SINGLE_OBJECT),
-    ],
-)
-def test_detect_format(value: bytes, fmt: WireFormat) -> None:
-    assert detect_format(value) is fmt
-
-
-@pytest.mark.parametrize(
-    "value", [b"\x00", b"\x00\x01", b"\x00\x00\x00\x01", b"\xc3", b"\xc3\x02" + b"\x00" * 20, b"\xc3\x01\x00\x00"]
-)
-def test_detect_format_bad_magic(value: bytes) -> None:
-    with pytest.raises(DecodeError) as info:
-        detect_format(value)
-    assert info.value.reason == "bad_magic"
-
-
-def test_single_object_header_is_magic_plus_crc64_fingerprint() -> None:
-    canonical = fastavro.schema.to_parsing_canonical_form(HOUSING_RECORD.parsed)
-    fp = fastavro.schema.fingerprint(canonical, "CRC-64-AVRO")
-    assert HOUSING_RECORD.header == b"\xc3\x01" + bytes.fromhex(fp)
-    assert len({s.fingerprint for s in (HOUSING_RECORD, PREDICTION, MODEL_UPDATE_EVENT, SCORER_STATUS)}) == 4
 
 
 # record round trips
@@ -241,12 +200,6 @@ def test_registry_down_is_not_a_bad_record() -> None:
         RecordDecoder(DownRegistry()).decode(value)  # type: ignore[arg-type]
     assert info.value.retriable is True
     assert not isinstance(info.value, DecodeError)
-
-
-def test_registry_client_helper() -> None:
-    assert registry_client(None) is None
-    assert registry_client("") is None
-    assert registry_client("mock://x") is not None
 
 
 # decode-stage rejections
@@ -369,124 +322,6 @@ def test_decode_prediction_rejects_a_record() -> None:
     with pytest.raises(DecodeError) as info:
         decode_prediction(encode_record(RECORD, WireFormat.AVRO_SINGLE_OBJECT))
     assert info.value.reason == "unknown_fingerprint"
-
-
-# control plane
-
-EVENT: dict[str, Any] = {
-    "event_id": "6b1f",
-    "type": "promoted",
-    "model_name": "california_housing_best_model",
-    "version": "4",
-    "alias": "champion",
-    "stage": None,
-    "model_uri": "models:/california_housing_best_model/4",
-    "issued_at": 1_700_000_000_000,
-    "source": "training",
-}
-
-STATUS: dict[str, Any] = {
-    "instance_id": "host-1234",
-    "model_name": "california_housing_best_model",
-    "model_version": "4",
-    "event_id": "6b1f",
-    "result": "loaded",
-    "detail": None,
-    "load_seconds": 0.42,
-    "at": 1_700_000_000_500,
-}
-
-
-def test_model_update_round_trip_and_defaults() -> None:
-    value = encode_model_update(EVENT)
-    assert json.loads(value) == EVENT
-    assert decode_model_update(value) == EVENT
-    minimal = {k: EVENT[k] for k in ("event_id", "type", "model_name", "issued_at", "source")}
-    decoded = decode_model_update(encode_model_update(minimal))
-    assert decoded == {**minimal, "version": None, "alias": None, "stage": None, "model_uri": None}
-
-
-def test_model_update_accepts_single_object_avro() -> None:
-    value = MODEL_UPDATE_EVENT.header + MODEL_UPDATE_EVENT.write(EVENT)
-    assert decode_model_update(value) == EVENT
-
-
-def test_model_update_decode_drops_fields_from_newer_issuers() -> None:
-    value = json.dumps({**EVENT, "added_in_v2": True}).encode()
-    assert decode_model_update(value) == EVENT
-
-
-@pytest.mark.parametrize(
-    ("value", "reason"),
-    [
-        (b"", "empty_message"),
-        (b"{", "malformed_json"),
-        (b"[]", "not_an_object"),
-        (json.dumps({**EVENT, "type": "deleted"}).encode(), "wrong_type"),
-        (json.dumps({**EVENT, "issued_at": "now"}).encode(), "wrong_type"),
-        (json.dumps({**EVENT, "version": 4}).encode(), "wrong_type"),
-        (json.dumps({k: v for k, v in EVENT.items() if k != "model_name"}).encode(), "missing_field"),
-        (json.dumps({**EVENT, "event_id": None}).encode(), "null_value"),
-        (b"\x00\x00\x00\x00\x01\x02", "unknown_schema_id"),
-        (SCORER_STATUS.header + SCORER_STATUS.write(STATUS), "unknown_fingerprint"),
-    ],
-)
-def test_model_update_decode_errors(value: bytes, reason: str) -> None:
-    with pytest.raises(DecodeError) as info:
-        decode_model_update(value)
-    assert info.value.reason == reason
-
-
-def test_model_update_encode_errors() -> None:
-    with pytest.raises(ValidationError) as info:
-        encode_model_update({**EVENT, "extra": 1})
-    assert (info.value.reason, info.value.field) == ("unknown_field", "extra")
-    with pytest.raises(ValidationError) as info:
-        encode_model_update({**EVENT, "type": "nope"})
-    assert info.value.reason == "wrong_type"
-    with pytest.raises(ValidationError) as info:
-        encode_model_update({k: v for k, v in EVENT.items() if k != "issued_at"})
-    assert (info.value.reason, info.value.field) == ("missing_field", "issued_at")
-
-
-def test_scorer_status_round_trip_and_errors() -> None:
-    assert decode_scorer_status(encode_scorer_status(STATUS)) == STATUS
-    assert decode_scorer_status(SCORER_STATUS.header + SCORER_STATUS.write(STATUS)) == STATUS
-    minimal = {"instance_id": "i", "model_name": "m", "result": "started", "at": 1}
-    assert decode_scorer_status(encode_scorer_status(minimal)) == {
-        **minimal,
-        "model_version": None,
-        "event_id": None,
-        "detail": None,
-        "load_seconds": None,
-    }
-    with pytest.raises(DecodeError) as info:
-        decode_scorer_status(json.dumps({**STATUS, "at": 1.5}).encode())
-    assert info.value.reason == "wrong_type"
-    with pytest.raises(ValidationError):
-        encode_scorer_status({**STATUS, "result": None})
-
-
-def test_every_topic_spec() -> None:
-    names = {spec.name: spec for spec in topics.ALL_TOPICS}
-    assert set(names) == {
-        "housing.records",
-        "housing.predictions",
-        "housing.records.dlq",
-        "housing.model-updates",
-        "housing.scorer-status",
-    }
-    assert [names[n].partitions for n in ("housing.records", "housing.predictions", "housing.records.dlq")] == [6] * 3
-    assert names["housing.model-updates"].partitions == 1
-    assert names["housing.scorer-status"].config == {"cleanup.policy": "compact"}
-    assert topics.DLQ_HEADERS == (
-        "dlq.reason",
-        "dlq.message",
-        "dlq.stage",
-        "dlq.source.topic",
-        "dlq.source.partition",
-        "dlq.source.offset",
-    )
 
 
 @pytest.mark.parametrize("seed", range(5))

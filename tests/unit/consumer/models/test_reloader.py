@@ -13,6 +13,7 @@ from consumer.errors import ModelError
 from consumer.models.loader import ResolvedVersion
 from consumer.models.reloader import Reloader
 from consumer.state import ScorerState
+from schemas.control import ModelUpdateEvent
 
 
 class Constant:
@@ -85,8 +86,8 @@ def rig() -> Any:
 def test_promotion_loads_swaps_and_publishes(rig: Any) -> None:
     state, loader, statuses, reloader = rig
     loader.aliases["champion"] = "2"
-    result = reloader.on_event({"event_id": "e1", "type": "promoted", "version": "2", "alias": "champion",
-                                "source": "training"}).result(5)
+    result = reloader.on_event(ModelUpdateEvent.new(event_id="e1", type="promoted", model_name="m", version="2",
+                                                    alias="champion", source="training")).result(5)
     assert result.result == "loaded" and result.version == "2" and result.event_id == "e1"
     assert state.models.current.version == "2" and state.models.previous.version == "1"
     assert statuses.published[-1]["result"] == "loaded" and statuses.published[-1]["model_version"] == "2"
@@ -96,7 +97,8 @@ def test_promotion_loads_swaps_and_publishes(rig: Any) -> None:
 def test_duplicate_event_is_ignored_without_touching_the_registry(rig: Any) -> None:
     state, loader, statuses, reloader = rig
     loader.aliases["champion"] = "2"
-    event = {"event_id": "same", "type": "promoted", "version": "2", "alias": "champion", "source": "t"}
+    event = ModelUpdateEvent.new(event_id="same", type="promoted", model_name="m", version="2", alias="champion",
+                                 source="t")
     assert reloader.on_event(event).result(5).result == "loaded"
     loader.aliases["champion"] = "3"  # even if the registry moved, the same event id does nothing more
     again = reloader.on_event(event).result(5)
