@@ -1,10 +1,10 @@
 """The admin API application: ``create_app`` wires settings, shared state, routes and middlewares.
 
-It runs inside the scorer process (``ScorerService._start_admin_api``) on the asyncio loop, next to the
-scoring thread. Middlewares, outermost first: request metrics, JSON errors, API-key auth. Background work
-owned by the app: the health monitor (cached MLflow reachability, Kafka outage, DLQ rate); the control-topic
-publisher (one Kafka producer for all its announcements, closed with the app); and, when it runs without a
-service (tests, ``python -m admin_api``), its own model reloader and monitoring hooks.
+It runs inside the scorer process (built by ``consumer/__main__.py``, served by ``ScorerService``) on the
+asyncio loop, next to the scoring thread. Middlewares, outermost first: request metrics, JSON errors, API-key
+auth. Background work owned by the app: the health monitor (cached MLflow reachability, Kafka outage, DLQ
+rate); the control-topic publisher (one Kafka producer for all its announcements, closed with the app); and,
+when it runs without a service (tests, ``python -m admin_api``), its own model reloader and monitoring hooks.
 """
 
 from __future__ import annotations
@@ -13,19 +13,31 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from admin_api.auth import auth_middleware
-from admin_api.errors import error_middleware
-from admin_api.keys import health_key, publisher_key, registry_key, service_key, settings_key, state_key
+from admin_api.errors import Handler, error_middleware
+from admin_api.health import HealthMonitor
+from admin_api.host import ScoringService
+from admin_api.keys import (
+    app_reloader_key,
+    health_key,
+    publisher_key,
+    registry_key,
+    service_key,
+    settings_key,
+    state_key,
+)
 from admin_api.registry import RegistryOps
 from admin_api.routes import setup_routes
-from admin_api.views import HealthMonitor, app_reloader_key
 from config.settings import Settings, SettingsError
+from consumer.kafka.control import ModelUpdatePublisher
+from consumer.models.reloader import Reloader
+from consumer.monitoring.hooks import build_monitoring_hooks
 from consumer.state import ScorerState
+from consumer.workers import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +46,7 @@ CLIENT_MAX_SIZE = 4 * 1024 * 1024
 
 
 @web.middleware
-async def request_metrics(request: web.Request,
-                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def request_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     status = 500
     try:
         response = await handler(request)
@@ -51,7 +62,7 @@ async def request_metrics(request: web.Request,
                                                            status=str(status)).inc()
 
 
-def create_app(settings: Settings, *, state: ScorerState, service: Any = None,
+def create_app(settings: Settings, *, state: ScorerState, service: ScoringService | None = None,
                registry: RegistryOps | None = None) -> web.Application:
     """The admin API for one scorer.
 
@@ -61,8 +72,6 @@ def create_app(settings: Settings, *, state: ScorerState, service: Any = None,
         alone, with a reloader and monitoring hooks of its own.
     :param registry: registry operations (default: an MlflowClient on ``settings.mlflow.tracking_uri``).
     """
-    from consumer.kafka.control import ModelUpdatePublisher  # Kafka client: imported when an app is made, as views do
-
     app = web.Application(middlewares=[request_metrics, error_middleware, auth_middleware],
                           client_max_size=CLIENT_MAX_SIZE)
     app[settings_key] = settings
@@ -96,16 +105,12 @@ async def _close_publisher(app: web.Application) -> AsyncIterator[None]:
 async def _own_helpers(app: web.Application) -> AsyncIterator[None]:
     """Without a service that owns them: a reloader and monitoring hooks for this app alone."""
     settings, state, service = app[settings_key], app[state_key], app[service_key]
-    owned: list[Any] = []
-    if getattr(service, "reloader", None) is None and settings.mlflow.enabled:
-        from consumer.models.reloader import Reloader
-
+    owned: list[Worker] = []
+    if (service is None or service.reloader is None) and settings.mlflow.enabled:
         reloader = Reloader(settings, state).start()
         app[app_reloader_key] = reloader
         owned.append(reloader)
     if service is None and state.prediction_logger is None and state.drift_monitor is None:
-        from consumer.monitoring.hooks import build_monitoring_hooks
-
         owned.extend(build_monitoring_hooks(settings, state))
     yield
     for helper in reversed(owned):

@@ -21,14 +21,16 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiohttp import web
 
-from admin_api.errors import ApiError
+from admin_api.caller import caller_of
+from admin_api.errors import ApiError, Handler
+from admin_api.keys import registry_key, settings_key
 
 logger = logging.getLogger(__name__)
 audit_logger = logging.getLogger("housing.audit")
@@ -38,8 +40,6 @@ TAG_PREFIX: Final = "audit."
 MAX_TAG_VALUE_CHARS: Final = 4000
 """Below MLflow's model-version tag value limit (5000 on older servers, more on newer)."""
 MAX_DETAIL_CHARS: Final = 500
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -149,19 +149,19 @@ def mlflow_tagger(client: Any) -> Callable[[str, str, str, str], object]:
 # --- the admin API side ---------------------------------------------------------------------------------
 
 
-def _dict(value: Any) -> dict[str, Any]:
+def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _first(*values: Any) -> str | None:
+def _first(*values: object) -> str | None:
     for value in values:
         if value is not None and value != "":
             return str(value)
     return None
 
 
-def record_from_exchange(action: str, *, who: str, match: Mapping[str, str], request_body: Any,
-                         response_body: Any, status: int, error: ApiError | None, default_model: str,
+def record_from_exchange(action: str, *, who: str, match: Mapping[str, str], request_body: object,
+                         response_body: object, status: int, error: ApiError | None, default_model: str,
                          now: float | None = None) -> AuditRecord:
     """Build the record of one API call from what was asked and what was answered (pure).
 
@@ -195,7 +195,7 @@ def record_from_exchange(action: str, *, who: str, match: Mapping[str, str], req
     )
 
 
-def _json_or_none(raw: bytes | str | None) -> Any:
+def _json_or_none(raw: bytes | str | None) -> object:
     if not raw:
         return None
     try:
@@ -209,13 +209,11 @@ audit_log_key: web.AppKey[AuditLog] = web.AppKey("audit_log")
 
 def audit_log_of(app: web.Application) -> AuditLog:
     """The app's AuditLog, made on first use from the settings and the registry client."""
-    from admin_api.keys import registry_key, settings_key
-
     log = app.get(audit_log_key)
     if log is None:
         settings = app[settings_key]
         registry = app.get(registry_key)
-        client = getattr(registry, "client", None) if settings.mlflow.enabled else None
+        client = registry.client if registry is not None and settings.mlflow.enabled else None
         log = AuditLog(settings.admin.audit_log_path, mlflow_tagger(client) if client is not None else None)
         if not app.frozen:  # a running app's state is fixed: setup_audit makes it before the start
             app[audit_log_key] = log
@@ -261,9 +259,6 @@ def audited(action: str, *, who: str | None = None) -> Callable[[Handler], Handl
 
 async def _record_exchange(request: web.Request, action: str, who: str | None,
                            response: web.StreamResponse | None, error: ApiError | None) -> None:
-    from admin_api.auth import caller_of
-    from admin_api.keys import settings_key
-
     try:
         body = _json_or_none(await request.read()) if request.body_exists else None  # cached by the handler
     except Exception:  # the client went away mid-body: record what is known
@@ -276,7 +271,7 @@ async def _record_exchange(request: web.Request, action: str, who: str | None,
     await asyncio.to_thread(audit_log_of(request.app).record, record, tag=should_tag(record, answered))
 
 
-def should_tag(record: AuditRecord, response_body: Any) -> bool:
+def should_tag(record: AuditRecord, response_body: object) -> bool:
     """Tag the version only when something happened to it: a successful change, or a reload that loaded it."""
     if record.result != "ok" or record.status is None or record.status >= 300:
         return False
@@ -287,8 +282,6 @@ def should_tag(record: AuditRecord, response_body: Any) -> bool:
 
 def record_refusal(request: web.Request, error: ApiError) -> None:
     """An unauthenticated mutating call: logged (not tagged), with who ``unknown``."""
-    from admin_api.keys import settings_key
-
     record = record_from_exchange(f"{request.method} {request.path}"[:200], who="unknown",
                                   match=dict(request.match_info), request_body=None, response_body=None,
                                   status=error.status_code, error=error,

@@ -3,8 +3,8 @@
 Every mutating endpoint (POST, PUT, DELETE, PATCH; not POST /api/predict, which changes nothing) needs an
 admin key: ``ADMIN_API_KEY`` (named ``admin``) or one of the named ``ADMIN_API_KEYS``, sent as
 ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` and compared in constant time; the middleware leaves
-the key's name on the request for the audit log. With no key configured the mutating endpoints are off: they
-answer 403 saying how to turn them on. Read-only endpoints (and /api/predict) are open unless
+the key's name on the request for the audit log (``admin_api.caller``). With no key configured the mutating
+endpoints are off: they answer 403 saying how to turn them on. Read-only endpoints (and /api/predict) are open unless
 ``ADMIN_PROTECT_READS`` is set; the probes (/health, /ready) and the OpenAPI document stay open always, and
 the MLflow webhook authenticates with its own HMAC signature instead.
 """
@@ -17,6 +17,8 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from admin_api.audit import record_refusal
+from admin_api.caller import CALLER_KEY
 from admin_api.errors import ApiError, Handler
 from admin_api.keys import settings_key
 
@@ -28,8 +30,6 @@ READ_LIKE_POSTS = frozenset({"/api/predict"})
 """POSTs that change nothing (a prediction): open like the original API's, unless ADMIN_PROTECT_READS is set."""
 OWN_AUTH = frozenset({"/api/webhooks/mlflow"})
 """Paths that authenticate themselves (signed webhooks)."""
-CALLER_KEY = "housing.caller"
-"""Request key under which the middleware leaves the name of the admin key the request carried."""
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -99,11 +99,6 @@ def check_key(expected: str | Mapping[str, str] | None, presented: str | None, *
     return name
 
 
-def caller_of(request: web.Request) -> str:
-    """Who made this request, for the audit log: the name of the admin key it carried, else ``anonymous``."""
-    return str(request.get(CALLER_KEY) or "anonymous")
-
-
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     settings = request.app[settings_key]
@@ -116,8 +111,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         except ApiError as exc:
             logger.info("refused %s %s from %s: %s", request.method, request.path, request.remote, exc.error)
             if request.method in MUTATING_METHODS:
-                from admin_api.audit import record_refusal
-
                 record_refusal(request, exc)
             raise
     return await handler(request)

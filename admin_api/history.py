@@ -1,10 +1,11 @@
-"""``GET /api/model/history``: which version served when, rebuilt from the control topic.
+"""What ``GET /api/model/history`` answers: which version served when, rebuilt from the control topic (pure).
 
 Every promotion, reload and rollback is a ModelUpdateEvent on ``housing.model-updates`` (training, the admin
-API and the webhook receiver publish them), so the topic *is* the history. The handler reads it from the
-beginning to its current end with a throwaway consumer (``consumer.kafka.control.read_model_updates``), keeps the
-events of one model, and derives a timeline per serving target (``@champion`` and ``stage Production``):
-"version 3 from t1 to t2, version 4 from t2 until now".
+API and the webhook receiver publish them), so the topic *is* the history. The handler
+(``admin_api.views.model.model_history``) reads it from the beginning to its current end with a throwaway
+consumer (``consumer.kafka.topic_reader.read_model_updates``); ``history_body`` keeps the events of one model and
+derives a timeline per serving target (``@champion`` and ``stage Production``): "version 3 from t1 to t2,
+version 4 from t2 until now".
 
 Timeline rules (``derive_timeline``, pure):
 
@@ -18,20 +19,13 @@ Timeline rules (``derive_timeline``, pure):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
-from aiohttp import web
-
-from admin_api.errors import json_response, unavailable
-from admin_api.keys import settings_key
-
 logger = logging.getLogger(__name__)
 
-HISTORY_TIMEOUT_SECONDS: Final = 10.0
 EVENT_FIELDS: Final = ("event_id", "issued_at", "type", "model_name", "version", "alias", "stage", "source")
 
 
@@ -131,21 +125,3 @@ def history_body(events: Sequence[Mapping[str, Any]], *, model_name: str, alias:
     return {"model_name": model_name, "topic": topic, "events": listed, "count": len(listed),
             "timeline": [p.as_dict() for p in timeline]}
 
-
-async def model_history(request: web.Request) -> web.Response:
-    """Events of the served model on the control topic and the derived champion/Production timeline."""
-    from confluent_kafka import KafkaException
-
-    from consumer.kafka.control import read_model_updates
-
-    settings = request.app[settings_key]
-    try:
-        events = await asyncio.to_thread(read_model_updates, settings, HISTORY_TIMEOUT_SECONDS)
-    except (KafkaException, TimeoutError) as exc:
-        raise unavailable("kafka_unavailable", f"the model history could not be read from "
-                          f"{settings.topics.model_updates}: {exc}") from None
-    # Both targets: training promotes to @champion and Production at once; the admin API may move either.
-    return json_response(history_body(events, model_name=settings.model.name,
-                                      alias=settings.model.alias or "champion",
-                                      stage=settings.model.stage or "Production",
-                                      topic=settings.topics.model_updates))

@@ -9,13 +9,20 @@ before anything is sent, so malformed input never reaches MLflow.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import warnings
-from collections.abc import Iterable
-from typing import Any, Final
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from admin_api.errors import ApiError, bad_request, not_found, unavailable
+from config.mlflow import configure_mlflow_client
 from config.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +100,7 @@ def _is_unreachable(exc: BaseException) -> bool:
 
 def map_mlflow_error(exc: Exception, what: str) -> ApiError:
     """An ApiError for an exception MLflow raised while doing ``what``."""
-    from mlflow.exceptions import MlflowException
+    from mlflow.exceptions import MlflowException  # deferred: MLflow takes over a second to import
 
     if isinstance(exc, MlflowException):
         code = exc.error_code
@@ -133,15 +140,13 @@ class RegistryOps:
     """Blocking registry calls for the admin API (call them off the event loop)."""
 
     def __init__(self, settings: Settings) -> None:
-        from config.mlflow import configure_mlflow_client
-
-        configure_mlflow_client()
-        from mlflow.tracking import MlflowClient
+        configure_mlflow_client()  # short HTTP retries, set before the client is made
+        from mlflow.tracking import MlflowClient  # deferred: MLflow takes over a second to import
 
         self.tracking_uri = settings.mlflow.tracking_uri
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
-    def _call(self, what: str, operation: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, what: str, operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # stage APIs are deprecated in MLflow 3 but still the contract
@@ -222,8 +227,6 @@ class RegistryOps:
         }
 
     def _run_metrics(self, run_id: str) -> dict[str, float] | None:
-        import math
-
         try:
             run = self._call(f"run {run_id}", self.client.get_run, run_id)
         except ApiError as exc:
@@ -232,7 +235,7 @@ class RegistryOps:
             return None  # a deleted run does not make the model unreadable
         return {k: float(v) for k, v in run.data.metrics.items() if math.isfinite(float(v))}
 
-    def get_version(self, name: str, version: str) -> Any:
+    def get_version(self, name: str, version: str) -> ModelVersion:
         validate_model_name(name)
         return self._call(f"version {version} of {name!r}", self.client.get_model_version, name, version)
 

@@ -6,9 +6,9 @@ import logging
 
 from aiohttp import web
 
-from admin_api import views
 from admin_api.audit import audited, setup_audit
-from admin_api.history import model_history
+from admin_api.views import control, model, predict, probes
+from admin_api.views import registry as registry_views
 
 logger = logging.getLogger(__name__)
 
@@ -17,23 +17,23 @@ def setup_routes(app: web.Application) -> None:
     """Every route; the mutating ones are wrapped by ``audited`` so each call lands in the audit trail."""
     setup_audit(app)
     router = app.router
-    router.add_get("/health", views.health, name="health")
-    router.add_get("/ready", views.ready, name="ready")
-    router.add_get("/metrics", views.metrics, name="metrics")
-    router.add_get("/api/openapi.json", views.openapi, name="openapi")
-    router.add_get("/api/model/info", views.model_info, name="model_info")
-    router.add_post("/api/model/reload", audited("reload")(views.model_reload), name="model_reload")
-    router.add_get("/api/model/drift", views.model_drift, name="model_drift")
-    router.add_get("/api/model/history", model_history, name="model_history")
-    router.add_get("/api/mlflow/models", views.mlflow_models, name="mlflow_models")
-    router.add_get("/api/mlflow/models/{name}", views.mlflow_model, name="mlflow_model")
-    router.add_post("/api/mlflow/models/{name}/transition", audited("transition")(views.mlflow_transition),
-                    name="mlflow_transition")
-    router.add_put("/api/mlflow/models/{name}/aliases/{alias}", audited("alias.set")(views.mlflow_set_alias),
-                   name="mlflow_set_alias")
+    router.add_get("/health", probes.health, name="health")
+    router.add_get("/ready", probes.ready, name="ready")
+    router.add_get("/metrics", probes.metrics, name="metrics")
+    router.add_get("/api/openapi.json", probes.openapi, name="openapi")
+    router.add_get("/api/model/info", model.model_info, name="model_info")
+    router.add_post("/api/model/reload", audited("reload")(model.model_reload), name="model_reload")
+    router.add_get("/api/model/drift", model.model_drift, name="model_drift")
+    router.add_get("/api/model/history", model.model_history, name="model_history")
+    router.add_get("/api/mlflow/models", registry_views.mlflow_models, name="mlflow_models")
+    router.add_get("/api/mlflow/models/{name}", registry_views.mlflow_model, name="mlflow_model")
+    router.add_post("/api/mlflow/models/{name}/transition",
+                    audited("transition")(registry_views.mlflow_transition), name="mlflow_transition")
+    router.add_put("/api/mlflow/models/{name}/aliases/{alias}",
+                   audited("alias.set")(registry_views.mlflow_set_alias), name="mlflow_set_alias")
     router.add_delete("/api/mlflow/models/{name}/aliases/{alias}",
-                      audited("alias.delete")(views.mlflow_delete_alias), name="mlflow_delete_alias")
-    router.add_post("/api/predict", views.predict, name="predict")
-    router.add_get("/api/fleet", views.fleet, name="fleet")
-    router.add_post("/api/webhooks/mlflow", audited("webhook", who="mlflow-webhook")(views.mlflow_webhook),
+                      audited("alias.delete")(registry_views.mlflow_delete_alias), name="mlflow_delete_alias")
+    router.add_post("/api/predict", predict.predict, name="predict")
+    router.add_get("/api/fleet", control.fleet, name="fleet")
+    router.add_post("/api/webhooks/mlflow", audited("webhook", who="mlflow-webhook")(control.mlflow_webhook),
                     name="mlflow_webhook")

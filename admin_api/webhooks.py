@@ -9,8 +9,9 @@ MLflow (3.3+) signs each delivery the Standard-Webhooks way (``mlflow/webhooks/d
 - the body is ``{"entity": ..., "action": ..., "timestamp": <ISO-8601>, "data": {...}}``.
 
 We accept a delivery only when the signature matches and the timestamp is within ``tolerance`` seconds of
-now (replay protection; 5 minutes, the Standard-Webhooks default). The admin API answers at once and
-publishes the mapped event; the scorers do the slow part.
+now (replay protection; 5 minutes, the Standard-Webhooks default). The admin API's receiver
+(``admin_api.views.control.mlflow_webhook``) answers at once and publishes the mapped event; the scorers do the
+slow part.
 """
 
 from __future__ import annotations

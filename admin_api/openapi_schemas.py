@@ -1,0 +1,299 @@
+"""The components of the admin API's OpenAPI document: the JSON schemas of every request and answer.
+
+Request schemas say exactly what the handlers accept (extra fields are refused, ranges are the stream's
+validation rules: ``admin_api.bodies``, ``admin_api.registry``, ``schemas.validation``); response schemas list
+the fields every answer carries. ``admin_api.openapi`` adds the paths.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from admin_api.bodies import MAX_PREDICT_RECORDS
+from admin_api.registry import ALIAS_PATTERN, STAGES, VERSION_PATTERN
+from schemas.examples import EXAMPLE_RECORD
+from schemas.validation import MAX_RECORD_ID_CHARS, OCEAN_PROXIMITY_CATEGORIES
+
+JSON = "application/json"
+
+
+def schema_ref(name: str) -> dict[str, str]:
+    """A reference to one of ``COMPONENTS["schemas"]``."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_answer(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """A response (or body) of JSON matching ``schema``."""
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def error_answer(description: str) -> dict[str, Any]:
+    """An error response: the JSON ``Error`` body every 4xx/5xx carries."""
+    return json_answer(schema_ref("Error"), description)
+
+
+NULLABLE_STRING = {"type": "string", "nullable": True}
+NULLABLE_NUMBER = {"type": "number", "nullable": True}
+VERSION = {"oneOf": [{"type": "string", "pattern": VERSION_PATTERN},
+                     {"type": "integer", "minimum": 1, "maximum": 9_999_999_999}],
+           "description": "A registry version: a positive integer, as a number or a string of digits."}
+ALIAS = {"type": "string", "pattern": ALIAS_PATTERN, "not": {"pattern": "^([vV][0-9]+|[Ll][Aa][Tt][Ee][Ss][Tt])$"},
+         "description": "MLflow alias rules: letters, digits, _ and -; not 'latest', not v<digits>."}
+STAGE = {"type": "string", "enum": list(STAGES)}
+
+MODEL_METADATA = {
+    "type": "object",
+    "required": ["name", "version", "model_uri", "source"],
+    "properties": {
+        "name": {"type": "string"}, "version": {"type": "string"}, "alias": NULLABLE_STRING,
+        "stage": NULLABLE_STRING, "model_uri": {"type": "string"}, "run_id": NULLABLE_STRING,
+        "source": {"type": "string", "enum": ["registry", "fallback", "memory"]},
+        "loaded_at": {"type": "number"}, "load_seconds": {"type": "number"},
+    },
+}
+RELOAD_RESULT = {
+    "type": "object",
+    "required": ["result", "version", "detail", "at"],
+    "properties": {
+        "result": {"type": "string"}, "version": NULLABLE_STRING, "detail": {"type": "string"},
+        "event_id": NULLABLE_STRING, "load_seconds": NULLABLE_NUMBER, "at": {"type": "number"},
+    },
+}
+MODEL_UPDATE_EVENT = {
+    "type": "object",
+    "required": ["event_id", "type", "model_name", "issued_at", "source"],
+    "properties": {
+        "event_id": {"type": "string"}, "type": {"type": "string", "enum": ["promoted", "reload", "rollback"]},
+        "model_name": {"type": "string"}, "version": NULLABLE_STRING, "alias": NULLABLE_STRING,
+        "stage": NULLABLE_STRING, "model_uri": NULLABLE_STRING, "issued_at": {"type": "integer"},
+        "source": {"type": "string"},
+    },
+}
+_EVENT_PROPERTIES: dict[str, Any] = MODEL_UPDATE_EVENT["properties"]  # type: ignore[assignment]
+STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+
+_NUMERIC_FIELDS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("longitude", {"minimum": -124.6, "maximum": -114.0}),
+    ("latitude", {"minimum": 32.0, "maximum": 42.5}),
+    ("housing_median_age", {"minimum": 0, "maximum": 200}),
+    ("total_rooms", {"minimum": 0, "exclusiveMinimum": True}),
+    ("total_bedrooms", {"minimum": 0, "nullable": True}),
+    ("population", {"minimum": 0, "exclusiveMinimum": True}),
+    ("households", {"minimum": 0, "exclusiveMinimum": True}),
+    ("median_income", {"minimum": 0, "maximum": 100}),
+)
+HOUSING_RECORD = {
+    "type": "object",
+    "description": "One HousingRecord, checked like the stream's records (no coercion: numbers are numbers).",
+    "required": [name for name, rule in _NUMERIC_FIELDS if not rule.get("nullable")] + ["ocean_proximity"],
+    "additionalProperties": False,
+    "properties": {
+        **{name: {"type": "number", **rule} for name, rule in _NUMERIC_FIELDS},
+        "ocean_proximity": {"type": "string", "enum": list(OCEAN_PROXIMITY_CATEGORIES)},
+        "record_id": {"type": "string", "minLength": 1, "maxLength": MAX_RECORD_ID_CHARS, "nullable": True},
+        "event_time": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "nullable": True},
+    },
+    "example": dict(EXAMPLE_RECORD),
+}
+PREDICTION_META = {
+    "model_version": {"type": "string"}, "model_name": {"type": "string"}, "model_alias": NULLABLE_STRING,
+    "model_source": {"type": "string"}, "timestamp": {"type": "string"},
+    "processing_time_ms": {"type": "number"}, "mlflow_logged": {"type": "boolean"},
+}
+_META_REQUIRED = ["model_version", "model_name", "timestamp", "processing_time_ms", "mlflow_logged"]
+
+COMPONENTS: dict[str, Any] = {
+    "securitySchemes": {
+        "bearerAuth": {"type": "http", "scheme": "bearer", "description": "ADMIN_API_KEY as a bearer token"},
+        "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    },
+    "schemas": {
+        "Error": {
+            "type": "object", "required": ["error", "message"],
+            "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status", "model_loaded", "model_version", "model_name", "mlflow_connection",
+                         "registry_access", "uptime_seconds", "kafka_connection", "consumer_lag", "last_reload",
+                         "reasons"],
+            "properties": {
+                "status": {"type": "string", "enum": ["healthy", "degraded", "unhealthy"]},
+                "model_loaded": {"type": "boolean"}, "model_version": NULLABLE_STRING,
+                "model_name": {"type": "string"}, "model_source": NULLABLE_STRING,
+                "mlflow_connection": {"type": "string", "enum": ["healthy", "unhealthy", "unknown", "disabled"]},
+                "registry_access": {"type": "string",
+                                    "enum": ["healthy", "unhealthy", "unknown", "disabled", "degraded"]},
+                "kafka_connection": {"type": "string", "enum": ["connected", "disconnected", "not_running"]},
+                "kafka_error": NULLABLE_STRING, "consumer_lag": {"type": "integer", "minimum": 0},
+                "assigned_partitions": {"type": "integer", "minimum": 0},
+                "last_reload": {**RELOAD_RESULT, "nullable": True},
+                "error_rate_percent": NULLABLE_NUMBER,
+                "drift_alerts": {"type": "array", "items": {"type": "string"}},
+                "uptime_seconds": {"type": "number", "minimum": 0}, "instance_id": {"type": "string"},
+                "reasons": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "Ready": {
+            "type": "object", "required": ["ready", "model_loaded", "consumer_running"],
+            "properties": {"ready": {"type": "boolean"}, "model_loaded": {"type": "boolean"},
+                           "model_version": NULLABLE_STRING, "consumer_running": {"type": "boolean"},
+                           "assignment_received": {"type": "boolean"},
+                           "assigned_partitions": {"type": "integer"}},
+        },
+        "ModelMetadata": MODEL_METADATA,
+        "ReloadResult": RELOAD_RESULT,
+        "ModelUpdateEvent": MODEL_UPDATE_EVENT,
+        "ModelInfo": {
+            "type": "object", "required": ["model_info"],
+            "properties": {"model_info": {
+                "type": "object",
+                "required": ["model_loaded", "model_metadata", "mlflow_enabled", "registry_info"],
+                "properties": {
+                    "model_loaded": {"type": "boolean"},
+                    "model_metadata": {**MODEL_METADATA, "nullable": True},
+                    "mlflow_enabled": {"type": "boolean"},
+                    "registry_info": {
+                        "type": "object", "nullable": True, "required": ["name", "latest_versions", "aliases"],
+                        "properties": {"name": {"type": "string"}, "latest_versions": STRING_MAP,
+                                       "aliases": STRING_MAP},
+                    },
+                    "registry_error": NULLABLE_STRING,
+                    "previous_model": {**MODEL_METADATA, "nullable": True},
+                    "shadow_model": {**MODEL_METADATA, "nullable": True},
+                    "last_reload": {**RELOAD_RESULT, "nullable": True},
+                    "history": {"type": "array", "items": MODEL_METADATA},
+                },
+            }},
+        },
+        "ReloadRequest": {
+            "type": "object", "additionalProperties": False,
+            "description": "All optional. Without version/alias/stage the configured target is resolved again.",
+            "properties": {"force_mlflow": {"type": "boolean"}, "version": VERSION, "alias": ALIAS,
+                           "stage": STAGE, "broadcast": {"type": "boolean"}},
+        },
+        "ReloadResponse": {
+            "type": "object", "required": ["status", "reload", "model_metadata"],
+            "properties": {"status": {"type": "string", "enum": ["loaded", "ignored", "started"]},
+                           "reload": RELOAD_RESULT, "model_metadata": {**MODEL_METADATA, "nullable": True}},
+        },
+        "BroadcastResponse": {
+            "type": "object", "required": ["status", "event", "topic"],
+            "properties": {"status": {"type": "string", "enum": ["broadcast"]}, "event": MODEL_UPDATE_EVENT,
+                           "topic": {"type": "string"}},
+        },
+        "RegisteredModels": {
+            "type": "object", "required": ["registered_models", "count"],
+            "properties": {
+                "registered_models": {"type": "array", "items": {
+                    "type": "object", "required": ["name", "creation_timestamp", "latest_versions", "aliases"],
+                    "properties": {"name": {"type": "string"}, "creation_timestamp": {"type": "integer",
+                                                                                      "nullable": True},
+                                   "last_updated_timestamp": {"type": "integer", "nullable": True},
+                                   "description": {"type": "string"}, "latest_versions": STRING_MAP,
+                                   "aliases": STRING_MAP},
+                }},
+                "count": {"type": "integer", "minimum": 0},
+            },
+        },
+        "ModelDetails": {
+            "type": "object", "required": ["name", "aliases", "latest_versions", "versions", "count"],
+            "properties": {
+                "name": {"type": "string"}, "creation_timestamp": {"type": "integer", "nullable": True},
+                "last_updated_timestamp": {"type": "integer", "nullable": True}, "description": {"type": "string"},
+                "aliases": STRING_MAP, "latest_versions": STRING_MAP, "count": {"type": "integer"},
+                "versions": {"type": "array", "items": {
+                    "type": "object", "required": ["version", "stage", "aliases", "run_id", "metrics"],
+                    "properties": {
+                        "version": {"type": "string"}, "stage": STAGE,
+                        "aliases": {"type": "array", "items": {"type": "string"}},
+                        "status": NULLABLE_STRING, "run_id": NULLABLE_STRING, "source": NULLABLE_STRING,
+                        "creation_timestamp": {"type": "integer", "nullable": True},
+                        "last_updated_timestamp": {"type": "integer", "nullable": True},
+                        "description": {"type": "string"},
+                        "metrics": {"type": "object", "nullable": True, "additionalProperties": {"type": "number"}},
+                    },
+                }},
+            },
+        },
+        "TransitionRequest": {
+            "type": "object", "additionalProperties": False, "required": ["version", "stage"],
+            "properties": {"version": VERSION, "stage": STAGE, "archive_existing": {"type": "boolean"}},
+        },
+        "AliasRequest": {
+            "type": "object", "additionalProperties": False, "required": ["version"],
+            "properties": {"version": VERSION},
+        },
+        "Announcement": {
+            "type": "object", "required": ["announced", "event"],
+            "properties": {"announced": {"type": "boolean"},
+                           "event": {**MODEL_UPDATE_EVENT, "nullable": True},
+                           "announce_error": {"type": "string"}},
+        },
+        "HousingRecord": HOUSING_RECORD,
+        "PredictRequest": {"oneOf": [
+            schema_ref("HousingRecord"),
+            {"type": "array", "minItems": 1, "maxItems": MAX_PREDICT_RECORDS, "items": schema_ref("HousingRecord")},
+        ]},
+        "PredictResponse": {"oneOf": [
+            {"type": "object", "required": ["prediction", *_META_REQUIRED],
+             "properties": {"prediction": {"type": "number"}, **PREDICTION_META}},
+            {"type": "object", "required": ["predictions", "count", *_META_REQUIRED],
+             "properties": {"predictions": {"type": "array", "items": {"type": "number"}},
+                            "count": {"type": "integer", "minimum": 1}, **PREDICTION_META}},
+        ]},
+        "Fleet": {
+            "type": "object", "required": ["instances", "count", "topic"],
+            "properties": {
+                "instances": {"type": "array", "items": {
+                    "type": "object", "required": ["instance_id", "model_name", "model_version", "result", "at"],
+                    "properties": {"instance_id": {"type": "string"}, "model_name": {"type": "string"},
+                                   "model_version": NULLABLE_STRING, "event_id": NULLABLE_STRING,
+                                   "result": {"type": "string"}, "detail": NULLABLE_STRING,
+                                   "load_seconds": NULLABLE_NUMBER, "at": {"type": "integer"}},
+                }},
+                "count": {"type": "integer", "minimum": 0}, "topic": {"type": "string"},
+            },
+        },
+        "Drift": {
+            "type": "object",
+            "required": ["enabled", "status", "window_size", "threshold", "psi", "alerts", "computed_at"],
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "status": {"type": "string", "enum": ["ok", "warming_up", "no_reference_profile", "disabled"]},
+                "window_size": {"type": "integer"}, "window_rows": {"type": "integer"},
+                "rows_seen": {"type": "integer"}, "min_rows": {"type": "integer"},
+                "threshold": NULLABLE_NUMBER,
+                "psi": {"type": "object", "additionalProperties": {"type": "number"}},
+                "alerts": {"type": "array", "items": {"type": "string"}},
+                "computed_at": NULLABLE_NUMBER, "computed_rows": {"type": "integer"},
+                "model_version": NULLABLE_STRING,
+            },
+        },
+        "History": {
+            "type": "object", "required": ["model_name", "topic", "events", "count", "timeline"],
+            "properties": {
+                "model_name": {"type": "string"}, "topic": {"type": "string"},
+                "count": {"type": "integer", "minimum": 0},
+                "events": {"type": "array", "items": {
+                    "type": "object", "required": ["event_id", "issued_at", "type", "version", "alias", "stage",
+                                                   "source"],
+                    "properties": {**_EVENT_PROPERTIES, "issued_at_iso": NULLABLE_STRING},
+                }},
+                "timeline": {"type": "array", "items": {
+                    "type": "object", "required": ["target", "version", "from", "to"],
+                    "properties": {"target": {"type": "string"}, "version": {"type": "string"},
+                                   "from": {"type": "integer"}, "from_iso": NULLABLE_STRING,
+                                   "to": {"type": "integer", "nullable": True}, "to_iso": NULLABLE_STRING,
+                                   "event_id": {"type": "string"}, "source": {"type": "string"}},
+                }},
+            },
+        },
+        "WebhookResponse": {
+            "type": "object", "required": ["status"],
+            "properties": {"status": {"type": "string", "enum": ["ignored", "published"]},
+                           "event": MODEL_UPDATE_EVENT, "entity": {"type": "string"},
+                           "action": {"type": "string"}},
+        },
+    },
+}

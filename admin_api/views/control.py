@@ -1,0 +1,50 @@
+"""The control plane on Kafka, from the API: /api/fleet (the scorers' latest statuses) and the MLflow webhook
+receiver (a verified delivery becomes a ModelUpdateEvent for every scorer)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+
+from admin_api.errors import ApiError, json_response, unavailable
+from admin_api.keys import publisher_key
+from admin_api.views.common import settings_of
+from admin_api.webhooks import WebhookError, event_from_webhook, verify_mlflow_webhook
+from consumer.errors import ControlPublishError
+from consumer.kafka.topic_reader import read_fleet
+
+
+async def fleet(request: web.Request) -> web.Response:
+    settings = settings_of(request)
+    try:
+        statuses = await asyncio.to_thread(read_fleet, settings, 5.0)
+    except TimeoutError as exc:
+        raise unavailable("kafka_unavailable", f"the fleet view could not be read: {exc}") from None
+    instances = [s.as_dict() for s in sorted(statuses.values(), key=lambda s: s.instance_id)]
+    return json_response({"instances": instances, "count": len(instances),
+                          "topic": settings.topics.scorer_status})
+
+
+async def mlflow_webhook(request: web.Request) -> web.Response:
+    settings = settings_of(request)
+    if not settings.admin.webhook_secret:
+        raise ApiError(403, "forbidden", "the MLflow webhook receiver is disabled: set MLFLOW_WEBHOOK_SECRET to the "
+                       "webhook's secret to enable it")
+    body = await request.read()
+    try:
+        payload = verify_mlflow_webhook(settings.admin.webhook_secret, request.headers, body, time.time())
+    except WebhookError as exc:
+        raise ApiError(exc.status, "webhook_rejected", str(exc)) from None
+    event = event_from_webhook(payload, settings.model.name)
+    if event is None:
+        return json_response({"status": "ignored", "entity": str(payload.get("entity")),
+                              "action": str(payload.get("action"))})
+    event.pop("source", None)
+    try:
+        published = await asyncio.to_thread(request.app[publisher_key].publish, source="webhook", **event)
+    except ControlPublishError as exc:
+        raise unavailable("kafka_unavailable", f"the webhook's event was not published: {exc}") from None
+    return json_response({"status": "published", "event": published.as_dict()}, status=202)
+
