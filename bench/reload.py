@@ -77,7 +77,7 @@ def run(env: BenchEnv, *, rate: int, reloads: int, out_dir: Path, guarantee: str
             published_ms = time.time() * 1000
             event = publish_model_update(settings, type="promoted", model_name=model.name, version=target,
                                          alias="champion", source="bench")
-            events.append({"i": i, "version": target, "event_id": event.get("event_id"),
+            events.append({"i": i, "version": target, "event_id": event.event_id,
                            "published_ms": published_ms, "acked_ms": time.time() * 1000})
             current = target
             bar.update(1)

@@ -241,7 +241,7 @@ def test_mlflow_outage_scoring_goes_on_reloads_fail_cleanly_and_resume(
         assert scorer.alive(), scorer.tail()
     event = publish_model_update(settings, type="promoted", model_name=model.model_name, version="2",
                                  alias="champion", source="resilience-test")
-    health = api.wait_health(lambda h: (h["last_reload"] or {}).get("event_id") == event["event_id"], 60,
+    health = api.wait_health(lambda h: (h["last_reload"] or {}).get("event_id") == event.event_id, 60,
                              "the event's reload attempt")
     assert health["last_reload"]["result"] == "failed", health["last_reload"]
     assert health["model_version"] == model.version and health["status"] == "degraded", health
@@ -297,7 +297,7 @@ def test_started_while_mlflow_down_serves_fallback_then_moves_to_registry(
     # An event naming the champion's version fails while MLflow is away; it must not hold the poll off later.
     event = publish_model_update(settings, type="promoted", model_name=module_model.model_name,
                                  version=module_model.version, alias="champion", source="resilience-test")
-    health = api.wait_health(lambda h: (h["last_reload"] or {}).get("event_id") == event["event_id"], 60,
+    health = api.wait_health(lambda h: (h["last_reload"] or {}).get("event_id") == event.event_id, 60,
                              "the event's reload attempt")
     assert health["last_reload"]["result"] == "failed" and health["model_source"] == "fallback", health
 

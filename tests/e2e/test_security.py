@@ -26,8 +26,9 @@ import pytest
 from confluent_kafka import KafkaError
 
 from config.settings import Settings, load_settings
-from consumer.kafka.control import publish_model_update, read_fleet, read_model_updates
+from consumer.kafka.control import publish_model_update
 from consumer.kafka.preflight import CREDENTIAL_SETTINGS, security_problem
+from consumer.kafka.topic_reader import read_fleet, read_model_updates
 from stack.kafka import LocalKafka, ensure_topics
 from stack.processes import free_port
 from tests.e2e.conftest import ScorerFactory
@@ -107,7 +108,7 @@ def test_scorer_works_through_the_sasl_listener(sasl_broker: SaslBroker, fallbac
     # The control plane goes through the same listener: the scorer's status, an announcement, the history.
     assert wait_for(lambda: "sasl-ok" in read_fleet(settings, 10.0), 30), scorer.tail()
     event = publish_model_update(settings, type="reload", model_name="sasl_model", source="test")
-    assert [e["event_id"] for e in read_model_updates(settings, 10.0)] == [event["event_id"]]
+    assert [e.event_id for e in read_model_updates(settings, 10.0)] == [event.event_id]
     assert scorer.alive()
 
 

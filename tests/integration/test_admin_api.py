@@ -19,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from admin_api.webhooks import sign_mlflow_webhook
 from config.settings import Settings
-from consumer.kafka.control import StatusPublisher
+from consumer.kafka.status import StatusPublisher
 from consumer.state import ScorerState
-from schemas.codecs import decode_model_update
+from schemas.control import decode_model_update
 from schemas.examples import EXAMPLE_RECORD
 from stack.processes import free_port
 from tests.conftest import RegisteredModel

@@ -125,9 +125,9 @@ async def test_a_training_promotion_is_audited_and_starts_a_production_period(
     assert event is not None
     [line] = audit_lines(audit_settings)
     assert line["who"].startswith("training") and line["action"] == "promote" and line["version"] == "2"
-    assert line["event_id"] == event["event_id"] and line["source"] == "training"
+    assert line["event_id"] == event.event_id and line["source"] == "training"
     promotions = [t for t in audit_tags(audit_settings, "2") if t["action"] == "promote"]
-    assert [t["event_id"] for t in promotions][-1:] == [event["event_id"]]
+    assert [t["event_id"] for t in promotions][-1:] == [event.event_id]
 
     response = await client.get("/api/model/history")
     history = await response.json()

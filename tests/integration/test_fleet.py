@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from config.settings import Settings
-from consumer.kafka.control import publish_model_update, read_fleet
+from consumer.kafka.control import publish_model_update
+from consumer.kafka.topic_reader import read_fleet
 from tests.conftest import PROJECT_ROOT
 from tests.helpers import consume_all, keys_of, produce_records, wait_for
 from tests.integration.reload_support import move_alias, scorer_overrides, two_versions
@@ -72,8 +73,8 @@ def test_two_scorer_processes_both_switch(settings_factory: Any, stream_topics: 
 
     def fleet_on(version: str, result: str | None = None) -> bool:
         fleet = read_fleet(settings)
-        return all(i in fleet and fleet[i]["model_version"] == version
-                   and (result is None or fleet[i]["result"] == result) for i in instances)
+        return all(i in fleet and fleet[i].model_version == version
+                   and (result is None or fleet[i].result == result) for i in instances)
 
     assert wait_for(lambda: fleet_on(v1, "started"), 45), read_fleet(settings)
     first = produce_records(settings, 300)
@@ -82,8 +83,8 @@ def test_two_scorer_processes_both_switch(settings_factory: Any, stream_topics: 
                                  source="admin_api")
     assert wait_for(lambda: fleet_on(v2, "loaded"), 30), read_fleet(settings)
     fleet = read_fleet(settings)
-    assert {fleet[i]["event_id"] for i in instances} == {event["event_id"]}
-    assert all(fleet[i]["load_seconds"] and fleet[i]["load_seconds"] > 0 for i in instances)
+    assert {fleet[i].event_id for i in instances} == {event.event_id}
+    assert all(fleet[i].load_seconds and fleet[i].load_seconds > 0 for i in instances)
     second = produce_records(settings, 300, start=300)
     predictions = consume_all(settings.kafka.bootstrap_servers, settings.topics.predictions, expect=600,
                               timeout=60)

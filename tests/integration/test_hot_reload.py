@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from consumer.kafka.control import build_model_update, publish_event, publish_model_update, read_fleet
+from consumer.kafka.control import publish_event, publish_model_update
+from consumer.kafka.topic_reader import read_fleet
 from consumer.service import ScorerService
+from schemas.control import ModelUpdateEvent
 from tests.conftest import train_quick_model
 from tests.helpers import consume_all, keys_of, produce_records, wait_for
 from tests.integration.reload_support import (
@@ -53,10 +55,10 @@ def test_promotion_under_a_continuous_stream_switches_with_no_gap(
                                      source="admin_api")
         assert wait_for(scored_by(service, v2), 15), service.state.last_reload
         switched = service.state.last_reload
-        assert switched is not None and switched.result == "loaded" and switched.event_id == event["event_id"]
+        assert switched is not None and switched.result == "loaded" and switched.event_id == event.event_id
         fleet = read_fleet(settings)
         mine = fleet[settings.scorer.instance_id]
-        assert (mine["model_version"], mine["result"], mine["event_id"]) == (v2, "loaded", event["event_id"])
+        assert (mine.model_version, mine.result, mine.event_id) == (v2, "loaded", event.event_id)
         # Keep streaming a little after the switch, then drain.
         produced_before_stop = len(producer.keys)
         assert wait_for(lambda: len(producer.keys) > produced_before_stop + 200, 10)
@@ -78,7 +80,7 @@ def test_promotion_under_a_continuous_stream_switches_with_no_gap(
     values = decoded(predictions)
     assert {v["model_version"] for v in values} == {v1, v2}
     first_new = min(v["scored_at"] for v in values if v["model_version"] == v2)
-    latency = (first_new - event["issued_at"]) / 1000
+    latency = (first_new - event.issued_at) / 1000
     print(f"reload latency (event published -> first prediction by v{v2}): {latency:.2f}s; "
           f"load {switched.load_seconds:.2f}s")
     assert latency < 10
@@ -97,16 +99,15 @@ def test_a_corrupt_version_keeps_the_old_model_scoring(
         move_alias(mlflow_tracking_uri, name, "champion", bad)
         event = publish_model_update(settings, type="promoted", model_name=name, version=bad, alias="champion",
                                      source="admin_api")
-        assert wait_for(answered(service, event["event_id"]), 30), service.state.last_reload
+        assert wait_for(answered(service, event.event_id), 30), service.state.last_reload
         result = service.state.last_reload
         assert result is not None and result.result == "failed" and result.version == bad
         assert "could not load" in result.detail and f"still serving {name} v{good.version}" in result.detail
         assert service.state.models.current.version == good.version
         assert service.state.last_reload_failure.version == bad
         status = read_fleet(settings)[settings.scorer.instance_id]
-        assert (status["result"], status["model_version"], status["event_id"]) == ("failed", good.version,
-                                                                                    event["event_id"])
-        assert "could not load" in status["detail"]
+        assert (status.result, status.model_version, status.event_id) == ("failed", good.version, event.event_id)
+        assert "could not load" in status.detail
         produced = produce_records(settings, 100)
         assert wait_for(lambda: service.state.counts["scored"] >= 100, 30), service.state.counts
     finally:
@@ -134,26 +135,26 @@ def test_announcement_duplicates_stale_events_and_rollback(
             fallback_path=str(tmp_path / "v2" / "model.pkl"), sample=500, progress=False))
         v1, v2 = first.version, str(result.version)
         announced = announce_promotion(settings, result)
-        assert announced is not None and announced["version"] == v2 and announced["source"] == "training"
-        assert wait_for(answered(service, announced["event_id"]), 20), service.state.last_reload
+        assert announced is not None and announced.version == v2 and announced.source == "training"
+        assert wait_for(answered(service, announced.event_id), 20), service.state.last_reload
         assert service.state.last_reload.result == "loaded" and service.state.models.current.version == v2
 
         # A stale event (names v1 while the registry and the scorer are on v2) is ignored.
-        stale = build_model_update(type="promoted", model_name=name, version=v1, alias="champion", source="test")
+        stale = ModelUpdateEvent.new(type="promoted", model_name=name, version=v1, alias="champion", source="test")
         publish_event(settings, stale)
-        assert wait_for(answered(service, stale["event_id"]), 20)
+        assert wait_for(answered(service, stale.event_id), 20)
         assert service.state.last_reload.result == "ignored" and "stale" in service.state.last_reload.detail
         assert service.state.models.current.version == v2
 
         # Rollback returns to the previous version; the same event delivered again is ignored.
-        rollback = build_model_update(type="rollback", model_name=name, source="test")
+        rollback = ModelUpdateEvent.new(type="rollback", model_name=name, source="test")
         publish_event(settings, rollback)
-        assert wait_for(answered(service, rollback["event_id"]), 20)
+        assert wait_for(answered(service, rollback.event_id), 20)
         assert service.state.last_reload.result == "loaded" and service.state.models.current.version == v1
         publish_event(settings, rollback)
-        marker = build_model_update(type="promoted", model_name=name, version=v1, alias="other", source="test")
+        marker = ModelUpdateEvent.new(type="promoted", model_name=name, version=v1, alias="other", source="test")
         publish_event(settings, marker)  # events are handled in order: once this is answered, so was the dup
-        assert wait_for(answered(service, marker["event_id"]), 20)
+        assert wait_for(answered(service, marker.event_id), 20)
         assert service.state.models.current.version == v1
         duplicates = service.state.metrics.reloads.labels(result="ignored")._value.get()
         assert duplicates >= 3  # stale, duplicate, other alias

@@ -51,7 +51,7 @@ def test_shadow_predictions_present_and_a_broken_challenger_changes_nothing(
         event = publish_model_update(settings, type="promoted", model_name=name, version=bad, alias="challenger",
                                      source="admin_api")
         assert wait_for(lambda: (load := service.state.shadow_load) is not None
-                        and load.result.event_id == event["event_id"], 20)
+                        and load.result.event_id == event.event_id, 20)
         assert service.state.shadow_load.result.result == "failed"
         assert service.state.models.shadow.version == v2
         assert service.state.models.current.version == v1

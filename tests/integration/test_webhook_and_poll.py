@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from consumer import service as service_module
-from consumer.kafka.control import end_offsets, publish_model_update, read_fleet
+from consumer.kafka.control import publish_model_update
+from consumer.kafka.topic_reader import end_offsets, read_fleet
 from consumer.service import ScorerService
+from schemas.control import ModelUpdateEvent
 from tests.helpers import wait_for
 from tests.integration.reload_support import (
     AdminServer,
@@ -42,7 +44,7 @@ def test_poll_catches_an_alias_moved_directly_with_mlflowclient(
         last = service.state.last_reload
         assert last is not None and last.result == "loaded" and last.event_id is None
         assert service.state.mlflow_reachable is True
-        assert wait_for(lambda: read_fleet(settings)[settings.scorer.instance_id]["model_version"] == v2, 10)
+        assert wait_for(lambda: read_fleet(settings)[settings.scorer.instance_id].model_version == v2, 10)
         assert service.listener is not None and service.listener.events_seen == 0
     finally:
         service.stop()
@@ -87,7 +89,7 @@ def test_an_event_published_while_a_scorer_starts_is_not_missed(
         group_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
     name, v1, v2 = two_versions(mlflow_tracking_uri, tmp_path)
     settings = settings_factory(stream_topics, **scorer_overrides(name, tmp_path / "v1" / "model.pkl", group_id))
-    published: list[dict[str, Any]] = []
+    published: list[ModelUpdateEvent] = []
     original = service_module.load_startup_model
 
     def load_then_promote(*args: Any, **kwargs: Any) -> Any:
@@ -103,6 +105,6 @@ def test_an_event_published_while_a_scorer_starts_is_not_missed(
     try:
         assert published, "the start-up hook did not run"
         assert wait_for(lambda: service.state.models.current.version == v2, 20), service.state.last_reload
-        assert service.state.last_reload.event_id == published[0]["event_id"]
+        assert service.state.last_reload.event_id == published[0].event_id
     finally:
         service.stop()
