@@ -1,4 +1,5 @@
-"""The contracts shared by every component: Avro schemas, topics and headers, codecs, errors.
+"""The contracts shared by every component: Avro schemas and wire framing (``wire``, ``registry``), topics and
+headers, the data-plane codecs (``codecs``), the control-plane messages (``control``), errors.
 
 Imports nothing from consumer/, producer/, admin_api/ or training/. Import the submodules directly
 (``from schemas.codecs import RecordDecoder``); this package module stays empty so importing
