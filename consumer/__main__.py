@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if code:
         print(f"housing-scorer: stopped: {service.state.fatal_error}", file=sys.stderr)
     if service.loop is not None and service.loop.abandoned_clients:
-        # A producer abandoned inside librdkafka (see ScoringLoop._abandon_producer) would block the
+        # A producer abandoned inside librdkafka (see TransactionalProducer.abandon) would block the
         # interpreter's teardown forever; everything else is flushed and closed by now.
         logging.shutdown()
         sys.stderr.flush()

@@ -1,0 +1,264 @@
+"""consumer.kafka.commit without a broker: offsets to commit, rewinds, and both commit strategies on fake clients
+(at-least-once: commits of acknowledged batches, refusals, rebalances; exactly-once: one transaction at a time)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from config.settings import Settings, load_settings
+from consumer.core.handle import ModelHandle
+from consumer.core.scoring import BatchResult, Incoming, Rejected
+from consumer.errors import BatchFailed, ScorerFatalError
+from consumer.kafka import commit, policy
+from consumer.kafka.commit import AtLeastOnceCommit, DeliveryFailed, ExactlyOnceCommit
+from consumer.kafka.policy import BatchFailures
+from consumer.kafka.producer import OutputProducer, TransactionalProducer
+from consumer.state import ScorerState
+
+
+def settings(**flat: Any) -> Settings:
+    base = {"scorer.group_id": "g", "scorer.instance_id": "i1"}
+    return load_settings({**base, **flat}, env={}, config_path=None)
+
+
+def incoming(partition: int, offset: int, topic: str = "t") -> Incoming:
+    return Incoming(b"k", b"{}", topic, partition, offset)
+
+
+def ignore(error: KafkaError) -> None:
+    pass
+
+
+def test_next_offsets_are_last_plus_one_per_partition() -> None:
+    batch = [incoming(0, 5), incoming(1, 10), incoming(0, 6), incoming(0, 7), incoming(1, 11), incoming(2, 0, "u")]
+    offsets = {(tp.topic, tp.partition): tp.offset for tp in commit.next_offsets(batch)}
+    assert offsets == {("t", 0): 8, ("t", 1): 12, ("u", 2): 1}
+
+
+def test_next_offsets_of_an_empty_batch_is_nothing() -> None:
+    assert commit.next_offsets([]) == []
+
+
+class FakeConsumer:
+    def __init__(self, assigned: list[tuple[str, int]]) -> None:
+        self._assigned = [TopicPartition(t, p) for t, p in assigned]
+        self.seeks: list[tuple[str, int, int]] = []
+
+    def assignment(self) -> list[TopicPartition]:
+        return self._assigned
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.topic, tp.partition, tp.offset))
+
+
+def test_rewind_seeks_each_assigned_partition_to_its_first_offset_in_the_batch() -> None:
+    fake = FakeConsumer([("t", 0), ("t", 1)])
+    commit.rewind(fake, [incoming(0, 5), incoming(1, 9), incoming(0, 6), incoming(2, 1)])  # type: ignore[arg-type]
+    # Partition 2 was revoked meanwhile: its next owner starts from the committed offset.
+    assert sorted(fake.seeks) == [("t", 0, 5), ("t", 1, 9)]
+
+
+class Outcomes:
+    """What a strategy told the loop: batches that went through (``on_done``) and failures (``on_failure``)."""
+
+    def __init__(self) -> None:
+        self.done: list[list[Incoming]] = []
+        self.failures: list[tuple[list[Incoming], BatchFailed]] = []
+
+    def on_done(self, batch: list[Incoming], result: BatchResult, handle: ModelHandle, started: float) -> None:
+        self.done.append(batch)
+
+    def on_failure(self, batch: list[Incoming], exc: BatchFailed) -> None:
+        self.failures.append((batch, exc))
+
+    @property
+    def records_done(self) -> int:
+        return sum(len(batch) for batch in self.done)
+
+
+class AckingConsumer(FakeConsumer):
+    def __init__(self, assigned: list[tuple[str, int]]) -> None:
+        super().__init__(assigned)
+        self.commits: list[tuple[dict[tuple[str, int], int], bool]] = []
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        self.commits.append(({(tp.topic, tp.partition): tp.offset for tp in offsets}, asynchronous))
+
+
+class HoldingProducer:
+    """Keeps delivery callbacks until the test acknowledges (or refuses) a batch's outputs."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Any] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, headers: Any, on_delivery: Any = None) -> None:
+        self.callbacks.append(on_delivery)
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+
+def at_least_once() -> tuple[AtLeastOnceCommit, AckingConsumer, HoldingProducer, Outcomes]:
+    s = settings(**{"scorer.processing_guarantee": "at_least_once"})
+    consumer, producer, outcomes = AckingConsumer([("t", 0), ("t", 1)]), HoldingProducer(), Outcomes()
+    output = OutputProducer(s, ignore, client=producer)  # type: ignore[arg-type]
+    strategy = AtLeastOnceCommit(s, ScorerState(s), consumer, output, threading.Event(),  # type: ignore[arg-type]
+                                 on_done=outcomes.on_done, on_failure=outcomes.on_failure)
+    return strategy, consumer, producer, outcomes
+
+
+def deliver(strategy: AtLeastOnceCommit, batch: list[Incoming]) -> None:
+    result = BatchResult([], [Rejected(m.key, b"v", [], m, "r", "decode", "m") for m in batch], None, np.empty(0))
+    strategy.deliver(batch, result, None, 0.0)  # type: ignore[arg-type]
+
+
+def test_at_least_once_commits_only_the_acknowledged_leading_batches_without_waiting() -> None:
+    strategy, consumer, producer, outcomes = at_least_once()
+    first, second, third = [incoming(0, 0), incoming(1, 0)], [incoming(0, 1)], [incoming(1, 1), incoming(0, 2)]
+    for batch in (first, second, third):
+        deliver(strategy, batch)
+    assert len(producer.callbacks) == 5 and consumer.commits == []  # produced, nothing waited for
+    assert outcomes.done == [first, second, third]  # observed once produced
+    for callback in producer.callbacks[2:]:  # the later batches are acknowledged first
+        callback(None, None)
+    strategy.settle()
+    assert consumer.commits == [] and strategy.batches_in_flight == 3  # the first batch holds them back
+    for callback in producer.callbacks[:2]:
+        callback(None, None)
+    strategy.settle()
+    assert consumer.commits == [({("t", 0): 3, ("t", 1): 2}, True)] and strategy.batches_in_flight == 0
+
+
+def test_at_least_once_refused_output_rewinds_to_the_first_unacknowledged_batch() -> None:
+    strategy, consumer, producer, outcomes = at_least_once()
+    done, failing, later = [incoming(0, 0)], [incoming(0, 1), incoming(1, 5)], [incoming(1, 6), incoming(0, 2)]
+    for batch in (done, failing, later):
+        deliver(strategy, batch)
+    producer.callbacks[0](None, None)
+    producer.callbacks[1](KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "too large"), None)
+    for callback in producer.callbacks[2:]:
+        callback(None, None)
+    strategy.settle()
+    [(batch, failed)] = outcomes.failures
+    assert isinstance(failed, DeliveryFailed) and "MSG_SIZE_TOO_LARGE" in str(failed)
+    assert batch == failing and failed.batch == failing
+    assert consumer.commits == [({("t", 0): 1}, True)]  # the batch before the refused one, and nothing after
+    assert sorted(consumer.seeks) == [("t", 0, 1), ("t", 1, 5)] and strategy.batches_in_flight == 0
+    stop = threading.Event()
+    stop.set()  # the backoff waits on the stop event: returns at once
+    failures = BatchFailures(strategy.settings, strategy.state, stop)
+    for _ in range(policy.POISON_BATCH_ATTEMPTS - 1):
+        failures.after_failure(failed.batch, failed)
+    with pytest.raises(ScorerFatalError, match="refused the same batch"):
+        failures.after_failure(failed.batch, failed)
+
+
+def test_at_least_once_revoke_commits_what_is_acknowledged_and_forgets_the_rest() -> None:
+    strategy, consumer, producer, _ = at_least_once()
+    deliver(strategy, [incoming(0, 0)])
+    deliver(strategy, [incoming(1, 0)])
+    producer.callbacks[0](None, None)  # the second is never acknowledged (flush timed out)
+    strategy.on_revoke()
+    assert consumer.commits == [({("t", 0): 1}, False)] and strategy.batches_in_flight == 0
+
+
+def test_at_least_once_commits_at_most_every_interval_and_everything_when_partitions_move() -> None:
+    strategy, consumer, producer, _ = at_least_once()
+    for offset in range(3):
+        deliver(strategy, [incoming(0, offset)])
+        producer.callbacks[-1](None, None)
+        strategy.settle()
+    # The first acknowledged batch is committed at once; the next two wait for the interval...
+    assert consumer.commits == [({("t", 0): 1}, True)] and strategy.acknowledged_partitions == 1
+    strategy.on_revoke()
+    # ...or for the partitions to move, when what is acknowledged is committed synchronously.
+    assert consumer.commits[-1] == ({("t", 0): 3}, False) and strategy.acknowledged_partitions == 0
+
+
+class TransactionalFake:
+    """A transactional producer whose commits fail on demand; every call is recorded in order."""
+
+    def __init__(self, failing_commits: int = 0) -> None:
+        self.calls: list[str] = []
+        self.failing_commits = failing_commits
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, headers: Any, **_: Any) -> None:
+        self.calls.append(f"produce {value.decode()}")
+
+    def send_offsets_to_transaction(self, offsets: list[TopicPartition], metadata: Any, timeout: float) -> None:
+        self.calls.append("send_offsets " + ",".join(f"{tp.partition}:{tp.offset}" for tp in offsets))
+
+    def commit_transaction(self, timeout: float) -> None:
+        if self.failing_commits:
+            self.failing_commits -= 1
+            raise KafkaException(KafkaError(KafkaError.INVALID_TXN_STATE, "commit refused"))
+        self.calls.append("commit")
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.calls.append("abort")
+
+
+class GroupConsumer(FakeConsumer):
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+
+def exactly_once(failing_commits: int) -> tuple[ExactlyOnceCommit, GroupConsumer, TransactionalFake, Outcomes]:
+    s = settings()
+    consumer, producer, outcomes = GroupConsumer([("t", 0), ("t", 1)]), TransactionalFake(failing_commits), Outcomes()
+    transactional = TransactionalProducer(s, ignore, threading.Event(), client=producer)  # type: ignore[arg-type]
+    strategy = ExactlyOnceCommit(s, ScorerState(s), consumer, transactional,  # type: ignore[arg-type]
+                                 on_done=outcomes.on_done, on_failure=outcomes.on_failure)
+    return strategy, consumer, producer, outcomes
+
+
+def outputs(batch: list[Incoming]) -> BatchResult:
+    return BatchResult([], [Rejected(m.key, f"{m.partition}/{m.offset}".encode(), [], m, "r", "decode", "m")
+                            for m in batch], None, np.empty(0))
+
+
+def wait_for(condition: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_exactly_once_commits_in_the_background_one_transaction_at_a_time() -> None:
+    strategy, _, producer, outcomes = exactly_once(failing_commits=0)
+    first, second = [incoming(0, 0), incoming(1, 0)], [incoming(0, 1)]
+    strategy.deliver(first, outputs(first), None, 0.0)  # type: ignore[arg-type]
+    # Committed on the worker thread, nothing asked of the strategy meanwhile; observed only once finished.
+    assert strategy.batches_in_flight == 1 and wait_for(lambda: "commit" in producer.calls)
+    assert outcomes.done == []
+    strategy.deliver(second, outputs(second), None, 0.0)  # type: ignore[arg-type]
+    strategy.finish_pending()
+    assert producer.calls == ["begin", "produce 0/0", "produce 1/0", "send_offsets 0:1,1:1", "commit",
+                              "begin", "produce 0/1", "send_offsets 0:2", "commit"]
+    assert outcomes.done == [first, second] and outcomes.records_done == 3 and strategy.batches_in_flight == 0
+
+
+def test_exactly_once_failed_commit_rewinds_its_batch_and_the_next_one_scored_meanwhile() -> None:
+    strategy, consumer, producer, outcomes = exactly_once(failing_commits=1)
+    first, second = [incoming(0, 4), incoming(0, 5)], [incoming(1, 9), incoming(0, 6)]
+    strategy.deliver(first, outputs(first), None, 0.0)  # type: ignore[arg-type]
+    with pytest.raises(BatchFailed, match="commit refused"):
+        strategy.deliver(second, outputs(second), None, 0.0)  # type: ignore[arg-type]
+    # The second batch was never produced; both go back to their first offsets.
+    assert producer.calls == ["begin", "produce 0/4", "produce 0/5", "send_offsets 0:6", "abort"]
+    assert sorted(consumer.seeks) == [("t", 0, 4), ("t", 1, 9)]
+    assert strategy.batches_in_flight == 0 and outcomes.records_done == 0
