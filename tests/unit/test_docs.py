@@ -23,3 +23,13 @@ def test_every_environment_variable_is_documented() -> None:
 def test_every_dead_letter_reason_is_documented() -> None:
     missing = [reason for reason in REASONS if f"`{reason}`" not in README]
     assert not missing, f"README validation table lacks {missing}"
+
+
+def test_the_code_map_names_every_package_and_consumer_sub_package() -> None:
+    code_map = README[README.index("## Code map"):README.index("## Tests")]
+    root = Path(__file__).resolve().parents[2]
+    packages = ["schemas", "config", "consumer", "admin_api", "training", "producer", "stack"]
+    sub_packages = [f"consumer/{p.name}" for p in (root / "consumer").iterdir() if (p / "__init__.py").exists()]
+    missing = [name for name in [*packages, *sub_packages] if f"`{name}/" not in code_map]
+    assert not missing, f"README's code map lacks {missing}"
+    assert len(sub_packages) >= 4
