@@ -87,7 +87,8 @@ class CommitStrategy(ABC):
 
     @abstractmethod
     def settle(self) -> None:
-        """Between batches: finish what completed since (never waits)."""
+        """Between batches: settle what completed since; a failure found goes to ``on_failure``. Waits only to
+        rewind after an output was refused (at-least-once), never for a commit in flight."""
 
     @abstractmethod
     def on_revoke(self) -> None:
