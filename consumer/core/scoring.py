@@ -2,10 +2,10 @@
 
 No Kafka and no MLflow here: consumer/kafka/loop.py hands in plain ``Incoming`` tuples, and its commit
 strategy (consumer/kafka/commit.py) produces the returned ``Scored`` values to the predictions topic and
-``Rejected`` values to the dead-letter topic. Per record the work is decode + validate (cheap, plain Python); the model is called once
-per batch on the batch's feature columns (no DataFrame unless the model needs one). Only if that
-call raises is the batch re-predicted record by record, to find and reject the records the model
-cannot score without losing the others.
+``Rejected`` values to the dead-letter topic. Per record the work is decode + validate (cheap, plain
+Python); the model is called once per batch on the batch's feature columns (no DataFrame unless the model
+needs one). Only if that call raises is the batch re-predicted record by record, to find and reject the
+records the model cannot score without losing the others.
 """
 
 from __future__ import annotations
