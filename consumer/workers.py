@@ -27,10 +27,11 @@ class Worker:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ask the thread to finish, wake it, and wait up to ``timeout`` seconds for it."""
+        """Ask the thread to finish, wake it, and wait up to ``timeout`` seconds for it (0: do not wait)."""
         self._stop_requested.set()
         self._wake()
-        self.join(timeout)
+        if timeout > 0:
+            self.join(timeout)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread; True when it has ended (or never started)."""

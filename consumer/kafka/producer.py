@@ -24,6 +24,7 @@ from consumer.core.scoring import BatchResult
 from consumer.errors import ScorerFatalError, TransactionStuck
 from consumer.kafka.clients import producer_config
 from consumer.kafka.policy import COORDINATOR_TROUBLE_CODES, FATAL_CODES, FENCED_CODES
+from consumer.workers import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +60,18 @@ class CallOutcome:
         return self._done.wait(timeout)
 
 
-class ProducerWorker:
+class ProducerWorker(Worker):
     """One daemon thread that runs blocking transactional-producer calls, in order.
 
     Reused batch after batch. A call stuck inside librdkafka past its deadline (#5456) leaves the worker
-    behind with its producer: a daemon thread never keeps the process from exiting.
+    behind with its producer: a daemon thread never keeps the process from exiting, and ``close`` never waits
+    for it.
     """
 
     def __init__(self) -> None:
+        super().__init__("txn-worker")
         self._calls: queue.SimpleQueue[tuple[Callable[[], Any], CallOutcome] | None] = queue.SimpleQueue()
-        threading.Thread(target=self._run, name="txn-worker", daemon=True).start()
+        self.start()
 
     def _run(self) -> None:
         while (item := self._calls.get()) is not None:
@@ -89,6 +92,10 @@ class ProducerWorker:
         finish(self.submit(call), deadline)
 
     def close(self) -> None:
+        """Ask the thread to end after the calls queued so far, without waiting (a call may be stuck)."""
+        self.stop(timeout=0)
+
+    def _wake(self) -> None:
         self._calls.put(None)
 
 

@@ -91,3 +91,22 @@ def test_stop_before_start_is_harmless() -> None:
     ticker = Ticker()
     ticker.stop(1)
     assert not ticker.alive and ticker.stopping
+
+
+class Stuck(Worker):
+    """Stands for a call stuck inside a library: ends only when released."""
+
+    def __init__(self) -> None:
+        super().__init__("stuck")
+        self.release = threading.Event()
+
+    def _run(self) -> None:
+        self.release.wait(10)
+
+
+def test_stop_with_no_timeout_asks_without_waiting() -> None:
+    stuck = Stuck().start()
+    stuck.stop(timeout=0)
+    assert stuck.stopping and stuck.alive  # returned at once, the thread still inside its call
+    stuck.release.set()
+    assert stuck.join(5)
