@@ -292,6 +292,37 @@ def _check_consistency(settings: Settings) -> None:
         )
     if bool(settings.admin.tls_cert) != bool(settings.admin.tls_key):
         raise SettingsError("ADMIN_TLS_CERT and ADMIN_TLS_KEY must be set together")
+    _check_topics_apart(settings.topics)
+
+
+_TOPIC_KEYS = ("topics.records", "topics.predictions", "topics.dead_letter", "topics.model_updates",
+               "topics.scorer_status")
+_LOOP_WHY = {
+    "topics.predictions": "the scorer would read its own predictions back as input and dead-letter each one",
+    "topics.dead_letter": "the scorer would read its own dead letters back and dead-letter them again, forever",
+    "topics.model_updates": "the scorer would consume the fleet's model-update events as records (and dead-letter "
+                            "them)",
+    "topics.scorer_status": "the scorer would consume the fleet's statuses as records (and dead-letter them)",
+}
+
+
+def _check_topics_apart(topics: TopicSettings) -> None:
+    """Every topic setting names its own topic: a shared one feeds the scorer's output back into itself (input =
+    output / DLQ / control / status is a loop) or mixes two contracts on one topic."""
+    seen: dict[str, str] = {}
+    for key in _TOPIC_KEYS:
+        name = getattr(topics, key.split(".", 1)[1])
+        first = seen.setdefault(name, key)
+        if first == key:
+            continue
+        why = _LOOP_WHY[key] if first == "topics.records" else "one topic would carry two different contracts"
+        raise SettingsError(f"{_setting_label(first)} and {_setting_label(key)} are both {name!r}: {why}; give "
+                            "each its own topic")
+
+
+def _setting_label(key: str) -> str:
+    spec = BY_KEY[key]
+    return f"{spec.env} ({spec.flag})" if spec.env and spec.flag else spec.label
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser, keys: Sequence[str] | None = None) -> None:
