@@ -11,12 +11,14 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import Any, Final
 
 from admin_api.host import ScoringService
 from config.mlflow import mlflow_answers
 from config.settings import Settings
 from consumer.state import ScorerState
+from consumer.workers import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,15 @@ HEALTH_REFRESH_SECONDS: Final = 5.0
 ERROR_RATE_WINDOW_SECONDS: Final = 60.0
 ERROR_RATE_MIN_RECORDS: Final = 100
 """Fewer records than this in the window: no error-rate verdict (a handful of bad records is not a trend)."""
+WORKER_ROLES: Final = {
+    "model-reloader": "model-update events, registry polls and API reloads are no longer answered",
+    "registry-poller": "the registry is no longer polled",
+    "control-listener": "model-update events on the control topic are no longer read",
+    "prediction-logger": "prediction summaries are no longer logged to MLflow",
+    "drift-monitor": "drift is no longer computed",
+    "shadow-monitor": "shadow predictions are no longer compared",
+}
+"""What stops with each background worker (``state.workers``), for the /health reason."""
 
 
 class HealthMonitor:
@@ -118,6 +129,9 @@ def health_report(settings: Settings, state: ScorerState, *, kafka_down_for: flo
         unhealthy.append("no model is loaded")
     if state.fatal_error:
         unhealthy.append(f"the scoring loop stopped: {state.fatal_error}")
+    workers = worker_states(state.workers)
+    unhealthy.extend(f"background worker {name} is no longer alive: {WORKER_ROLES.get(name, 'its work stopped')}; "
+                     "restart the scorer" for name, verdict in workers.items() if verdict == "dead")
     if kafka_down_for is not None:
         message = f"Kafka unreachable for {kafka_down_for:.0f}s: {state.kafka_error or 'no connection'}"
         (unhealthy if kafka_down_for >= KAFKA_UNHEALTHY_SECONDS else degraded).append(message)
@@ -163,9 +177,23 @@ def health_report(settings: Settings, state: ScorerState, *, kafka_down_for: flo
         "drift_alerts": sorted(drifting),
         "uptime_seconds": round(state.uptime_seconds(), 1),
         "instance_id": state.instance_id,
+        "workers": workers,
         "reasons": unhealthy + degraded,
     }
     return (503 if unhealthy else 200), body
+
+
+def worker_states(workers: Iterable[Worker]) -> dict[str, str]:
+    """``{name: alive | dead | stopped | not_started}``: dead is a started thread that ended unasked."""
+    states: dict[str, str] = {}
+    for worker in workers:
+        if worker.alive:
+            states[worker.name] = "alive"
+        elif not worker.started:
+            states[worker.name] = "not_started"
+        else:
+            states[worker.name] = "stopped" if worker.stopping else "dead"
+    return states
 
 
 def readiness_report(state: ScorerState) -> tuple[int, dict[str, Any]]:

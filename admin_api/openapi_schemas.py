@@ -131,6 +131,10 @@ COMPONENTS: dict[str, Any] = {
                 "error_rate_percent": NULLABLE_NUMBER,
                 "drift_alerts": {"type": "array", "items": {"type": "string"}},
                 "uptime_seconds": {"type": "number", "minimum": 0}, "instance_id": {"type": "string"},
+                "workers": {"type": "object", "description": "each background thread: alive, dead (unhealthy), "
+                            "stopped or not_started",
+                            "additionalProperties": {"type": "string",
+                                                     "enum": ["alive", "dead", "stopped", "not_started"]}},
                 "reasons": {"type": "array", "items": {"type": "string"}},
             },
         },

@@ -103,6 +103,7 @@ class ScorerService:
         # Drift monitor and prediction logger (consumer/monitoring/): their work runs on their own threads.
         monitoring = build_monitoring_hooks(self.settings, self.state)
         self.components.extend(monitoring)
+        self.state.workers.extend(monitoring)
         self.loop = ScoringLoop(self.settings, self.state, hooks=(*self._extra_hooks, *hooks, *monitoring))
         # MLflow, scikit-learn and pandas leave about a million long-lived objects; a full garbage collection
         # walking them all stalls every thread for tens of ms. Frozen, later collections skip them.
@@ -120,10 +121,12 @@ class ScorerService:
         self.components.append(status)
         self.reloader = Reloader(settings, self.state, loader=loader, status=status).start()
         self.components.append(self.reloader)
+        self.state.workers.append(self.reloader)  # /health names any of these whose thread died
         hooks: list[BatchHook] = []
         if settings.scorer.shadow_enabled:
             monitor = ShadowMonitor(self.state, schema_registry_url=settings.schema_registry_url).start()
             self.components.append(monitor)
+            self.state.workers.append(monitor)
             hooks.append(monitor.hook)
             if settings.mlflow.enabled:
                 try:  # before the first batch, so shadow predictions start with it; a failure is reported only
@@ -132,9 +135,11 @@ class ScorerService:
                     logger.warning("shadow model still loading after 60 s; scoring starts without it")
         self.listener = ControlListener(settings, self.reloader.on_event, start_offsets=control_offsets).start()
         self.components.append(self.listener)
+        self.state.workers.append(self.listener)
         if settings.mlflow.enabled:
             self.poller = RegistryPoller(settings, self.state, self.reloader, loader=loader).start()
             self.components.append(self.poller)
+            self.state.workers.append(self.poller)
         status.publish("started", model_version=handle.version, detail=handle.label,
                        load_seconds=handle.load_seconds, model_name=handle.name)
         return hooks

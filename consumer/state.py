@@ -19,6 +19,7 @@ from config.settings import Settings
 from consumer.core.features import FeatureColumns
 from consumer.core.handle import ModelHandle
 from consumer.metrics import ScorerMetrics
+from consumer.workers import Worker
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,8 @@ class ScorerState:
         """The last champion load that failed for the version itself (not an unreachable registry)."""
         self.shadow_load: ShadowLoad | None = None
         self.shadow_mean_abs_difference: float | None = None
+        self.workers: list[Worker] = []
+        """The background threads (reloader, registry poll, control listener, monitors): /health names a dead one."""
         if model is not None:
             self.on_model_loaded(model)
 

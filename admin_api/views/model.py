@@ -20,7 +20,8 @@ from consumer.kafka.topic_reader import read_model_updates
 from consumer.models.reloader import Reloader
 from consumer.state import ReloadResult
 
-RELOAD_TIMEOUT_SECONDS: Final = 120.0
+RELOAD_TIMEOUT_SECONDS = 120.0
+"""How long POST /api/model/reload waits for the reload before answering 504 (the reload goes on)."""
 REGISTRY_INFO_TIMEOUT_SECONDS: Final = 5.0
 HISTORY_TIMEOUT_SECONDS: Final = 10.0
 
@@ -83,11 +84,14 @@ async def model_reload(request: web.Request) -> web.Response:
     # registry, never from the fallback file.
     future = reloader.request(version=wanted.version, alias=wanted.alias, stage=wanted.stage, kind="reload",
                               source="admin_api")
+    # Shielded: a timeout or a client that goes away stops the waiting, never the reload (cancelling the
+    # reloader's future would drop its answer; before set_running_or_notify_cancel it killed the worker).
+    timeout = RELOAD_TIMEOUT_SECONDS
     try:
-        result: ReloadResult = await asyncio.wait_for(asyncio.wrap_future(future), RELOAD_TIMEOUT_SECONDS)
+        result: ReloadResult = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout)
     except TimeoutError:
-        raise ApiError(504, "reload_timeout", f"the reload did not finish within {RELOAD_TIMEOUT_SECONDS:.0f}s; "
-                       "it goes on in the background (see /api/model/info)") from None
+        raise ApiError(504, "reload_timeout", f"the reload did not finish within {timeout:g}s; it goes on in the "
+                       "background (see /api/model/info)", in_progress=True) from None
     handle = state.models.current
     body = {"status": result.result, "reload": result.as_dict(), "model_metadata": _describe(handle)}
     if result.result == "failed":

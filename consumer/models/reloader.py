@@ -14,7 +14,7 @@ import logging
 import queue
 import time
 from collections import OrderedDict
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +40,14 @@ logger = logging.getLogger(__name__)
 
 SEEN_EVENT_IDS = 1000
 """Event ids remembered for idempotency (a bounded window: redeliveries arrive close together)."""
+
+
+def _answer(future: Future[ReloadResult], result: ReloadResult) -> None:
+    """Resolve a running request's future; never raises (the worker thread must outlive every caller)."""
+    try:
+        future.set_result(result)
+    except InvalidStateError:  # already resolved or cancelled: nobody waits for this answer
+        logger.debug("reload answer %s dropped: its future was %s", result.result, future)
 
 
 # --- the worker --------------------------------------------------------------------------------------
@@ -131,27 +139,38 @@ class Reloader(Worker):
             item = self._queue.get()
             if item is None:
                 break
-            if self.stopping:
-                item.future.set_result(ReloadResult("ignored", item.request.version, "the scorer is stopping",
-                                                    item.request.event_id))
+            # Running from here on: a caller that gives up now (an HTTP timeout, a client gone) cannot cancel the
+            # future any more. One that gave up while the request was queued has cancelled it: skip it.
+            if not item.future.set_running_or_notify_cancel():
+                logger.info("reload %s skipped: its caller gave up before it started", item.request.label())
                 continue
-            try:
-                result = self._handle(item.request)
-            except Exception as exc:  # a bug, not a bad model: keep the worker alive and say so
-                logger.exception("reload %s crashed", item.request.label())
-                result = ReloadResult("failed", item.request.version, f"internal error: {exc}",
-                                      item.request.event_id)
-                self._report(item.request, result, slot="champion")
-            item.future.set_result(result)
+            if self.stopping:
+                _answer(item.future, ReloadResult("ignored", item.request.version, "the scorer is stopping",
+                                                  item.request.event_id))
+                continue
+            _answer(item.future, self._attempt(item.request))
         # Anything still queued after the sentinel is answered, so no caller waits forever.
         while True:
             try:
                 leftover = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if leftover is not None:
-                leftover.future.set_result(ReloadResult("ignored", leftover.request.version,
-                                                        "the scorer is stopping", leftover.request.event_id))
+            if leftover is not None and leftover.future.set_running_or_notify_cancel():
+                _answer(leftover.future, ReloadResult("ignored", leftover.request.version,
+                                                      "the scorer is stopping", leftover.request.event_id))
+
+    def _attempt(self, request: ReloadRequest) -> ReloadResult:
+        """``_handle``, with a bug in it (or in reporting) turned into a failed result: the worker lives on."""
+        try:
+            return self._handle(request)
+        except Exception as exc:  # a bug, not a bad model: keep the worker alive and say so
+            logger.exception("reload %s crashed", request.label())
+            result = ReloadResult("failed", request.version, f"internal error: {exc}", request.event_id)
+            try:
+                self._report(request, result, slot="champion")
+            except Exception:
+                logger.exception("reporting the crashed reload %s failed too", request.label())
+            return result
 
     def _remember(self, event_id: str | None) -> None:
         if event_id is None:

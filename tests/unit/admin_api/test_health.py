@@ -10,6 +10,7 @@ from admin_api.health import ERROR_RATE_WINDOW_SECONDS, HealthMonitor, health_re
 from config.settings import load_settings
 from consumer.core.handle import ModelHandle
 from consumer.state import ReloadResult, ScorerState
+from consumer.workers import Worker
 
 # --- health verdicts ----------------------------------------------------------------------------------------
 SETTINGS = load_settings({"scorer.instance_id": "unit"}, env={}, config_path=None)
@@ -69,6 +70,43 @@ def test_unhealthy(change: str) -> None:
     status, body = verdict(state, kafka_down_for=600.0 if change == "kafka_long" else None)
     assert (status, body["status"]) == (503, "unhealthy")
     assert body["reasons"]
+
+
+class Crashes(Worker):
+    """A background worker whose thread dies at once (as the reloader did on InvalidStateError)."""
+
+    def _run(self) -> None:
+        raise RuntimeError("boom")
+
+
+class Waits(Worker):
+    def _run(self) -> None:
+        self.sleep(30)
+
+
+def test_a_dead_background_worker_makes_the_scorer_unhealthy_and_is_named() -> None:
+    state = healthy_state()
+    alive = Waits("registry-poller").start()
+    dead = Crashes("model-reloader").start()
+    try:
+        state.workers.extend([alive, dead, Waits("drift-monitor")])  # the last one never started
+        assert dead.join(5)
+        status, body = verdict(state)
+        assert (status, body["status"]) == (503, "unhealthy"), body
+        assert [r for r in body["reasons"] if "model-reloader" in r] == body["reasons"]
+        assert len(body["reasons"]) == 1 and "no longer alive" in body["reasons"][0]
+        assert body["workers"] == {"registry-poller": "alive", "model-reloader": "dead", "drift-monitor": "not_started"}
+    finally:
+        alive.stop()
+
+
+def test_a_worker_stopped_on_purpose_is_not_a_failure() -> None:
+    state = healthy_state()
+    worker = Waits("control-listener").start()
+    state.workers.append(worker)
+    worker.stop()
+    status, body = verdict(state)
+    assert (status, body["status"], body["workers"]) == (200, "healthy", {"control-listener": "stopped"})
 
 
 def test_error_rate_below_the_threshold_is_fine() -> None:

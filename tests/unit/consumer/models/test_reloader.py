@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -166,3 +167,59 @@ def test_requests_after_stop_are_answered(rig: Any) -> None:
     _, _, _, reloader = rig
     reloader.stop()
     assert reloader.request(version="2").result(1).result == "ignored"
+
+
+# --- a caller that gives up (issue 12, item 1) ----------------------------------------------------------
+
+
+class GatedLoader(FakeLoader):
+    """Loads wait at a gate until the test opens it; ``entered`` is set when a load has begun."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def load(self, resolved: ResolvedVersion, check: bool = True) -> ModelHandle:
+        self.entered.set()
+        assert self.gate.wait(10), "the test never opened the gate"
+        return super().load(resolved, check)
+
+
+@pytest.fixture
+def gated() -> Any:
+    settings = load_settings({"model.name": "m"}, env={})
+    state = ScorerState(settings, model=handle("1"))
+    loader = GatedLoader()
+    reloader = Reloader(settings, state, loader=loader, status=Statuses()).start()  # type: ignore[arg-type]
+    yield state, loader, reloader
+    loader.gate.set()
+    reloader.stop()
+
+
+def test_a_caller_that_cancels_during_the_load_does_not_kill_the_worker(gated: Any) -> None:
+    state, loader, reloader = gated
+    first = reloader.request(version="2", source="admin_api")
+    assert loader.entered.wait(5)
+    # What asyncio.wait_for does to a wrapped future on timeout: cancel it (the HTTP caller gave up).
+    first.cancel()
+    loader.gate.set()
+    # The worker lives on and answers the next request (it used to die of InvalidStateError in set_result).
+    assert reloader.request(version="3").result(5).result == "loaded"
+    assert reloader.alive and state.models.current.version == "3"
+    # A request being worked on is running: the caller's cancel did not take, the load's result is there.
+    assert not first.cancelled() and first.result(0).result == "loaded" and first.result(0).version == "2"
+
+
+def test_a_request_cancelled_while_queued_is_skipped_and_the_worker_lives_on(gated: Any) -> None:
+    state, loader, reloader = gated
+    busy = reloader.request(version="2")
+    assert loader.entered.wait(5)
+    queued = reloader.request(version="3")
+    assert queued.cancel()  # still in the queue: the caller may give up
+    loader.gate.set()
+    assert busy.result(5).result == "loaded"
+    after = reloader.request(version="1", source="admin_api").result(5)
+    assert after.result == "loaded" and state.models.current.version == "1"
+    assert loader.loads == ["2", "1"]  # the cancelled request was never loaded
+    assert reloader.alive and queued.cancelled()
