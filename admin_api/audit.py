@@ -11,6 +11,12 @@ training announces becomes one ``AuditRecord``, written
 "Who" is the *name* of the admin key the request carried (``ADMIN_API_KEYS`` pairs; ``ADMIN_API_KEY`` is
 ``admin``), never the key. Recording never fails the call it records: a tag MLflow refuses or a file that
 cannot be written is logged as a warning.
+
+Refused calls (no key, wrong key: 401/403) are not written one by one: the auth middleware counts them per
+client per minute (``admin_api.refusals``, in memory, no I/O on the event loop), and a worker thread
+(``RefusalWriter``) writes one ``refused`` record per client per minute with the count. In the admin app the
+file is capped: it is rotated (``AUDIT_LOG_PATH.1`` ... ``.N``, ``AUDIT_LOG_BACKUPS``) before it would reach
+``AUDIT_LOG_MAX_BYTES``.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from logging.handlers import RotatingFileHandler
 from typing import Any, Final
 
 from aiohttp import web
@@ -31,6 +38,8 @@ from aiohttp import web
 from admin_api.caller import caller_of
 from admin_api.errors import ApiError, Handler
 from admin_api.keys import registry_key, settings_key
+from admin_api.refusals import RefusalCounter, RefusalWindow
+from consumer.workers import Worker
 
 logger = logging.getLogger(__name__)
 audit_logger = logging.getLogger("housing.audit")
@@ -40,6 +49,8 @@ TAG_PREFIX: Final = "audit."
 MAX_TAG_VALUE_CHARS: Final = 4000
 """Below MLflow's model-version tag value limit (5000 on older servers, more on newer)."""
 MAX_DETAIL_CHARS: Final = 500
+REFUSAL_FLUSH_SECONDS: Final = 5.0
+"""How often the refusal writer looks for windows (minutes) that have ended."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,12 @@ class AuditRecord:
     """Which component acted: admin_api, webhook, training."""
     event_id: str | None = None
     """The ModelUpdateEvent announced for it, if any."""
+    client: str | None = None
+    """``refused`` records: the peer address the refused calls came from."""
+    count: int | None = None
+    """``refused`` records: how many calls were refused from ``since`` to ``at``."""
+    since: str | None = None
+    """``refused`` records: the first refused call of the minute (``at`` is the last)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -97,30 +114,71 @@ def tag_value(record: AuditRecord, limit: int = MAX_TAG_VALUE_CHARS) -> str:
     return text if len(text) <= limit else text[:limit]
 
 
+class _AuditFile(RotatingFileHandler):
+    """The capped audit file; a failed write raises (to ``AuditLog.write``) instead of printing a traceback."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        raise  # called inside emit's except block: re-raises what failed
+
+
 class AuditLog:
     """Writes audit records to the ``housing.audit`` logger, the optional file and the model version's tags.
 
     :param path: ``AUDIT_LOG_PATH``: also append each record as a JSON line here.
     :param tagger: ``(model_name, version, key, value) -> None`` that sets a model-version tag (blocking);
         None: no tags.
+    :param max_bytes: rotate the file before it would reach this size, keeping ``backups`` old files; None
+        appends without a cap (a one-shot writer such as ``housing-train``, which adds one line per promotion).
+    :param model_name: the served model, named on records that concern no version (refusals).
     """
 
-    def __init__(self, path: str | None = None,
-                 tagger: Callable[[str, str, str, str], object] | None = None) -> None:
+    def __init__(self, path: str | None = None, tagger: Callable[[str, str, str, str], object] | None = None, *,
+                 max_bytes: int | None = None, backups: int = 5, model_name: str | None = None) -> None:
         self.path = path
         self.tagger = tagger
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.model_name = model_name
+        self.refusals = RefusalCounter()
+        """Refused calls being counted; ``flush_refusals`` writes the windows that have ended."""
         self._lock = threading.Lock()
+        self._file: _AuditFile | None = None
 
     def write(self, record: AuditRecord) -> None:
-        """Log and append ``record`` (never raises)."""
+        """Log and append ``record`` (blocking, never raises)."""
         line = record.to_json()
         audit_logger.info("%s", line)
         if self.path:
             try:
-                with self._lock, open(self.path, "a", encoding="utf-8") as out:
-                    out.write(line + "\n")
+                with self._lock:
+                    self._append(line)
             except OSError as exc:
                 logger.warning("audit record not appended to AUDIT_LOG_PATH=%s: %s", self.path, exc)
+
+    def _append(self, line: str) -> None:
+        assert self.path
+        if self.max_bytes is None:
+            with open(self.path, "a", encoding="utf-8") as out:
+                out.write(line + "\n")
+            return
+        if self._file is None:
+            self._file = _AuditFile(self.path, maxBytes=self.max_bytes, backupCount=self.backups, encoding="utf-8",
+                                    delay=True)
+        self._file.emit(logging.makeLogRecord({"msg": line}))  # formats as the line itself, then flushes
+
+    def flush_refusals(self, *, everything: bool = False, now: float | None = None) -> int:
+        """Write one record per refusal window that has ended (all with ``everything``); blocking. How many."""
+        windows = self.refusals.due(now, everything=everything)
+        for window in windows:
+            self.write(refusal_record(window, model_name=self.model_name))
+        return len(windows)
+
+    def close(self) -> None:
+        """Close the file (a later write opens it again)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     def tag(self, record: AuditRecord) -> bool:
         """Tag the record's model version with it (blocking; never raises). True when the tag was set."""
@@ -139,6 +197,36 @@ class AuditLog:
         if tag:
             self.tag(record)
         return record
+
+
+def refusal_record(window: RefusalWindow, *, model_name: str | None) -> AuditRecord:
+    """The one audit record of a client's refused calls in one window."""
+    kinds = ", ".join(f"{kind} x{n}" for kind, n in window.requests.most_common())
+    detail = (f"{window.count} refused call(s) from {window.client} in the minute from {utc_stamp(window.start)}: "
+              f"{kinds}")
+    return AuditRecord(at=utc_stamp(window.last_at), who="unknown", action="refused", model_name=model_name,
+                       version=None, result=window.result, status=window.status, detail=detail[:MAX_DETAIL_CHARS],
+                       client=window.client, count=window.count, since=utc_stamp(window.first_at))
+
+
+class RefusalWriter(Worker):
+    """Writes the refusal records of the windows that have ended, every few seconds; all of them when stopped."""
+
+    def __init__(self, log: AuditLog, *, interval: float = REFUSAL_FLUSH_SECONDS) -> None:
+        super().__init__("audit-refusals")
+        self.log = log
+        self.interval = interval
+
+    def _run(self) -> None:
+        while not self.sleep(self.interval):
+            self._flush(everything=False)
+        self._flush(everything=True)
+
+    def _flush(self, *, everything: bool) -> None:
+        try:
+            self.log.flush_refusals(everything=everything)
+        except Exception:  # a record that cannot be built must not end the writer
+            logger.exception("writing the refused calls to the audit log failed")
 
 
 def mlflow_tagger(client: Any) -> Callable[[str, str, str, str], object]:
@@ -214,15 +302,31 @@ def audit_log_of(app: web.Application) -> AuditLog:
         settings = app[settings_key]
         registry = app.get(registry_key)
         client = registry.client if registry is not None and settings.mlflow.enabled else None
-        log = AuditLog(settings.admin.audit_log_path, mlflow_tagger(client) if client is not None else None)
+        log = AuditLog(settings.admin.audit_log_path, mlflow_tagger(client) if client is not None else None,
+                       max_bytes=settings.admin.audit_log_max_bytes, backups=settings.admin.audit_log_backups,
+                       model_name=settings.model.name)
         if not app.frozen:  # a running app's state is fixed: setup_audit makes it before the start
             app[audit_log_key] = log
     return log
 
 
 def setup_audit(app: web.Application) -> None:
-    """Create the app's AuditLog now (the app's state cannot change once it runs)."""
+    """Create the app's AuditLog now (the app's state cannot change once it runs), and run its refusal writer
+    while the app runs."""
     audit_log_of(app)
+    app.cleanup_ctx.append(_refusal_writer)
+
+
+async def _refusal_writer(app: web.Application) -> AsyncIterator[None]:
+    log = audit_log_of(app)
+    writer = RefusalWriter(log).start()
+    yield
+    await asyncio.to_thread(writer.stop)  # the writer's last round writes every open window
+    if writer.alive:
+        logger.warning("the audit refusal writer did not stop; refusals still counted are not written")
+    elif log.refusals:
+        await asyncio.to_thread(log.flush_refusals, everything=True)
+    await asyncio.to_thread(log.close)
 
 
 def audited(action: str, *, who: str | None = None) -> Callable[[Handler], Handler]:
@@ -280,10 +384,10 @@ def should_tag(record: AuditRecord, response_body: object) -> bool:
     return True
 
 
-def record_refusal(request: web.Request, error: ApiError) -> None:
-    """An unauthenticated mutating call: logged (not tagged), with who ``unknown``."""
-    record = record_from_exchange(f"{request.method} {request.path}"[:200], who="unknown",
-                                  match=dict(request.match_info), request_body=None, response_body=None,
-                                  status=error.status_code, error=error,
-                                  default_model=request.app[settings_key].model.name)
-    audit_log_of(request.app).write(record)
+def record_refusal(request: web.Request, error: ApiError) -> bool:
+    """Count an unauthenticated mutating call (no I/O: the refusal writer writes one record per client per
+    minute). True when it is the client's first refusal this minute."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else request.path[:200]
+    return audit_log_of(request.app).refusals.add(request.remote or "unknown", f"{request.method} {route}",
+                                                  error.error, error.status_code)

@@ -6,7 +6,9 @@ admin key: ``ADMIN_API_KEY`` (named ``admin``) or one of the named ``ADMIN_API_K
 the key's name on the request for the audit log (``admin_api.caller``). With no key configured the mutating
 endpoints are off: they answer 403 saying how to turn them on. Read-only endpoints (and /api/predict) are open unless
 ``ADMIN_PROTECT_READS`` is set; the probes (/health, /ready) and the OpenAPI document stay open always, and
-the MLflow webhook authenticates with its own HMAC signature instead.
+the MLflow webhook authenticates with its own HMAC signature instead. A refused mutating call costs no I/O on
+the event loop: it is counted per client per minute and written to the audit trail off the loop
+(``admin_api.audit.record_refusal``).
 """
 
 from __future__ import annotations
@@ -109,8 +111,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             request[CALLER_KEY] = check_key(settings.admin.named_keys(), presented_key(request),
                                             mutating=request.method in MUTATING_METHODS)
         except ApiError as exc:
-            logger.info("refused %s %s from %s: %s", request.method, request.path, request.remote, exc.error)
-            if request.method in MUTATING_METHODS:
-                record_refusal(request, exc)
+            if request.method not in MUTATING_METHODS:
+                logger.info("refused %s %s from %s: %s", request.method, request.path, request.remote, exc.error)
+            elif record_refusal(request, exc):  # counted; logged once per client per minute, not per call
+                logger.info("refused %s %s from %s: %s (further refusals from %s this minute are counted in one "
+                            "audit record)", request.method, request.path, request.remote, exc.error, request.remote)
             raise
     return await handler(request)

@@ -135,6 +135,10 @@ PATHS: dict[str, Any] = {
         "Predict one record (the original shape) or a list of records",
         {"200": json_answer(schema_ref("PredictResponse"), "Predictions"),
          "422": error_answer("The model could not score the record(s)"),
+         "429": {**error_answer("Over ADMIN_PREDICT_RATE_LIMIT calls per minute from this client without the admin "
+                                "key"),
+                 "headers": {"Retry-After": {"description": "Seconds until the next call is allowed",
+                                             "schema": {"type": "integer", "minimum": 1}}}},
          "503": error_answer("No model loaded")},
         schema_ref("PredictRequest"), read_like=True)},
     "/api/fleet": {"get": _read("Latest ScorerStatus per scorer instance", json_answer(schema_ref("Fleet"), "Fleet"),
@@ -147,6 +151,7 @@ PATHS: dict[str, Any] = {
                       "400": error_answer("Not an MLflow webhook payload"),
                       "401": error_answer("Missing or wrong signature, or stale timestamp"),
                       "403": error_answer("No webhook secret configured: the receiver is disabled"),
+                      "409": error_answer("This delivery id was already received (a replay)"),
                       "413": error_answer("Request body too large"),
                       "503": error_answer("Kafka unreachable")},
     }},

@@ -167,6 +167,20 @@ COMPONENTS: dict[str, Any] = {
                     "shadow_model": {**MODEL_METADATA, "nullable": True},
                     "last_reload": {**RELOAD_RESULT, "nullable": True},
                     "history": {"type": "array", "items": MODEL_METADATA},
+                    "alias_stage": {
+                        "type": "object", "nullable": True,
+                        "description": "Whether the served alias (default champion) and its stage (default "
+                                       "Production) name the same version, and which one this scorer follows "
+                                       "(source_of_truth: version, else alias, else stage); null without the "
+                                       "registry",
+                        "required": ["consistent", "alias", "alias_version", "stage", "stage_version",
+                                     "source_of_truth", "serving_version", "message"],
+                        "properties": {"consistent": {"type": "boolean"}, "alias": {"type": "string"},
+                                       "alias_version": NULLABLE_STRING, "stage": {"type": "string"},
+                                       "stage_version": NULLABLE_STRING,
+                                       "source_of_truth": {"type": "string", "enum": ["version", "alias", "stage"]},
+                                       "serving_version": NULLABLE_STRING, "message": NULLABLE_STRING},
+                    },
                 },
             }},
         },

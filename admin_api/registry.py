@@ -12,7 +12,7 @@ import logging
 import math
 import re
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from admin_api.errors import ApiError, bad_request, not_found, unavailable
@@ -88,6 +88,53 @@ def validate_alias(alias: Any) -> str:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- alias vs stage (pure) -----------------------------------------------------------------------------
+def alias_stage_agreement(info: Mapping[str, Any], *, version: str | None, alias: str | None,
+                          stage: str | None) -> dict[str, Any]:
+    """Whether the served alias and its matching stage name the same version, and which one this scorer follows.
+
+    The pair compared is the configured alias (default ``champion``) and stage (default ``Production``):
+    ``housing-train --promote`` moves both together, but the admin API, the MLflow UI and webhooks move one at
+    a time, so they can disagree. The source of truth is what the scorer resolves (``consumer.models.loader``):
+    ``MLFLOW_MODEL_VERSION``, else ``MLFLOW_MODEL_ALIAS``, else ``MLFLOW_MODEL_STAGE``; the other one is
+    informational and nothing moves it along.
+
+    :param info: ``RegistryOps.registry_info`` (``aliases``, ``latest_versions``).
+    """
+    alias_name, stage_name = alias or "champion", stage or "Production"
+    aliases: Mapping[str, str] = info.get("aliases") or {}
+    latest: Mapping[str, str] = info.get("latest_versions") or {}
+    alias_version, stage_version = aliases.get(alias_name), latest.get(stage_name)
+    serving: str | None
+    if version:
+        truth, serving, setting = "version", version, f"MLFLOW_MODEL_VERSION={version}"
+    elif alias or not stage:
+        truth, serving, setting = "alias", alias_version, f"MLFLOW_MODEL_ALIAS={alias_name}"
+    else:
+        truth, serving, setting = "stage", stage_version, f"MLFLOW_MODEL_STAGE={stage_name}"
+    consistent = alias_version is not None and alias_version == stage_version
+    message: str | None = None
+    if not consistent:
+        if alias_version is None:
+            what = f"the registry has no alias @{alias_name}"
+        elif stage_version is None:
+            what = f"@{alias_name} points at version {alias_version} but no version is in stage {stage_name}"
+        else:
+            what = (f"@{alias_name} points at version {alias_version} but the newest version in stage "
+                    f"{stage_name} is version {stage_version}")
+        serves = f"version {serving}" if serving is not None else "nothing it can resolve"
+        if truth == "alias":
+            fix = "the stage is informational (move it with POST .../transition to make them agree)"
+        elif truth == "stage":
+            fix = f"the alias is informational (move it with PUT .../aliases/{alias_name} to make them agree)"
+        else:
+            fix = "neither the alias nor the stage chooses the version"
+        message = f"{what}: this scorer follows the {truth} ({setting}) and so serves {serves}; {fix}"
+    return {"consistent": consistent, "alias": alias_name, "alias_version": alias_version, "stage": stage_name,
+            "stage_version": stage_version, "source_of_truth": truth, "serving_version": serving,
+            "message": message}
 
 
 # --- MLflow -------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 
 from admin_api.audit import audited, setup_audit
+from admin_api.guards import setup_guards
 from admin_api.views import control, model, predict, probes
 from admin_api.views import registry as registry_views
 
@@ -16,6 +17,7 @@ logger = logging.getLogger(__name__)
 def setup_routes(app: web.Application) -> None:
     """Every route; the mutating ones are wrapped by ``audited`` so each call lands in the audit trail."""
     setup_audit(app)
+    setup_guards(app)
     router = app.router
     router.add_get("/health", probes.health, name="health")
     router.add_get("/ready", probes.ready, name="ready")

@@ -9,9 +9,12 @@ MLflow (3.3+) signs each delivery the Standard-Webhooks way (``mlflow/webhooks/d
 - the body is ``{"entity": ..., "action": ..., "timestamp": <ISO-8601>, "data": {...}}``.
 
 We accept a delivery only when the signature matches and the timestamp is within ``tolerance`` seconds of
-now (replay protection; 5 minutes, the Standard-Webhooks default). The admin API's receiver
-(``admin_api.views.control.mlflow_webhook``) answers at once and publishes the mapped event; the scorers do the
-slow part.
+now (5 minutes, the Standard-Webhooks default), and only once: the receiver remembers each accepted delivery
+id for as long as its timestamp stays acceptable (``DeliveryLog``) and answers a second delivery of the same id
+409, so a captured delivery cannot be replayed inside the window either. MLflow makes a fresh id for every
+event and retries (429/5xx answers only) with the same id, so a delivery the receiver failed to handle is
+forgotten again and its retry goes through. The admin API's receiver (``admin_api.views.control.mlflow_webhook``)
+answers at once and publishes the mapped event; the scorers do the slow part.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +37,7 @@ TIMESTAMP_HEADER = "X-MLflow-Timestamp"
 DELIVERY_ID_HEADER = "X-MLflow-Delivery-Id"
 SIGNATURE_VERSION = "v1"
 DEFAULT_TOLERANCE_SECONDS = 300.0
+MAX_REMEMBERED_DELIVERIES: Final = 10_000
 WEBHOOK_SOURCE = "webhook"
 
 
@@ -77,9 +83,23 @@ def sign_mlflow_webhook(secret: str, delivery_id: str, timestamp: str, body: byt
     return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode()}"
 
 
+class Delivery(NamedTuple):
+    """A verified delivery: its id and timestamp (both signed) and the parsed body."""
+
+    delivery_id: str
+    sent_at: int
+    payload: dict[str, Any]
+
+
 def verify_mlflow_webhook(secret: str | None, headers: Mapping[str, str], body: bytes, now: float, *,
                           tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> dict[str, Any]:
-    """Check one delivery and return its parsed JSON body.
+    """Check one delivery and return its parsed JSON body (``verify_delivery`` without the id)."""
+    return verify_delivery(secret, headers, body, now, tolerance=tolerance).payload
+
+
+def verify_delivery(secret: str | None, headers: Mapping[str, str], body: bytes, now: float, *,
+                    tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> Delivery:
+    """Check one delivery and return its id, timestamp and parsed JSON body.
 
     :param secret: the webhook's secret (``MLFLOW_WEBHOOK_SECRET``); None refuses every delivery, since an
         unsigned hook would let anyone trigger reloads.
@@ -131,7 +151,70 @@ def verify_mlflow_webhook(secret: str | None, headers: Mapping[str, str], body: 
         raise WebhookPayloadError(f"body is not JSON: {exc}") from None
     if not isinstance(payload, dict) or "entity" not in payload or "action" not in payload:
         raise WebhookPayloadError("body is not an MLflow webhook payload (no entity/action)")
-    return payload
+    return Delivery(delivery_id.strip(), sent_at, payload)
+
+
+def _id_key(delivery_id: str) -> str:
+    """The id itself (MLflow's are UUIDs), or its digest when it is long: memory per id stays small."""
+    if len(delivery_id) <= 64:
+        return delivery_id
+    return "sha256:" + hashlib.sha256(delivery_id.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+class DeliveryLog:
+    """The delivery ids accepted within the replay window, so a second delivery of one can be refused.
+
+    An id is kept until its timestamp is older than ``window`` (from then on the timestamp check refuses the
+    delivery anyway), and at most ``max_ids`` are kept: beyond that the oldest are forgotten first (only signed
+    deliveries are remembered, so filling it takes that many real deliveries inside the window). Thread-safe.
+
+    :param window: the timestamp tolerance of ``verify_delivery`` (seconds).
+    """
+
+    def __init__(self, window: float = DEFAULT_TOLERANCE_SECONDS, *,
+                 max_ids: int = MAX_REMEMBERED_DELIVERIES) -> None:
+        self.window = window
+        self.max_ids = max_ids
+        self._until: OrderedDict[str, float] = OrderedDict()
+        """delivery id -> when its timestamp stops being acceptable; in the order accepted."""
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def claim(self, delivery_id: str, sent_at: float, now: float) -> bool:
+        """Remember ``delivery_id``; False when it is already remembered (a replay)."""
+        key = _id_key(delivery_id)
+        with self._lock:
+            self._forget_expired(now)
+            if key in self._until:
+                return False
+            self._until[key] = sent_at + self.window
+            while len(self._until) > self.max_ids:
+                self._until.popitem(last=False)
+                if not self._warned:
+                    self._warned = True
+                    logger.warning("more than %d webhook deliveries within %.0fs: the oldest ids are forgotten "
+                                   "before their replay window ends", self.max_ids, self.window)
+            return True
+
+    def release(self, delivery_id: str) -> None:
+        """Forget ``delivery_id`` (its handling failed: MLflow's retry of it must be accepted)."""
+        with self._lock:
+            self._until.pop(_id_key(delivery_id), None)
+
+    def _forget_expired(self, now: float) -> None:
+        # Accepted in about timestamp order, so the expired ones gather at the front; a stray later one is
+        # dropped when the ones before it are.
+        while self._until:
+            oldest, until = next(iter(self._until.items()))
+            if until >= now:
+                return
+            del self._until[oldest]
+
+    def __contains__(self, delivery_id: object) -> bool:
+        return isinstance(delivery_id, str) and _id_key(delivery_id) in self._until
+
+    def __len__(self) -> int:
+        return len(self._until)
 
 
 def event_from_webhook(payload: Mapping[str, Any], model_name: str | None = None) -> dict[str, Any] | None:

@@ -110,6 +110,8 @@ class ScorerSettings:
     shutdown_timeout: float
     max_message_bytes: int
     dlq_max_value_bytes: int
+    heartbeat_seconds: float = 30.0
+    """Seconds between two heartbeats of this instance's status (``consumer.kafka.status.StatusHeartbeat``)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,13 @@ class AdminSettings:
     tls_key: str | None
     api_keys: str | None = None
     audit_log_path: str | None = None
+    audit_log_max_bytes: int = 10_000_000
+    """AUDIT_LOG_PATH is rotated (``.1`` ... ``.N``) before it would reach this size."""
+    audit_log_backups: int = 5
+    predict_rate_limit: int = 60
+    """POST /api/predict calls per client per minute without the admin key (0: no limit)."""
+    fleet_stale_after: float = 90.0
+    """/api/fleet: an instance whose last status or heartbeat is older than this many seconds is ``stale``."""
 
     def named_keys(self) -> dict[str, str]:
         """Every accepted admin key by name: ``ADMIN_API_KEYS`` pairs, plus ``ADMIN_API_KEY`` as ``admin``."""

@@ -102,6 +102,16 @@ def _non_negative(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return checked
 
 
+def _at_least(minimum: int, parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def checked(raw: Any) -> Any:
+        value = parse(raw)
+        if value < minimum:
+            raise ValueError(f"expected a value >= {minimum}")
+        return value
+
+    return checked
+
+
 def _port(raw: Any) -> int:
     value = _parse_int(raw)
     if not 0 < value < 65536:
@@ -230,6 +240,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("scorer.instance_id", None, _parse_optional_str,
                 "SCORER_INSTANCE_ID", "scorer.instance_id", "--instance-id",
                 "stable id of this instance (default: hostname-pid)"),
+    SettingSpec("scorer.heartbeat_seconds", 30.0, _positive(_parse_float),
+                "SCORER_HEARTBEAT_SECONDS", "scorer.heartbeat_seconds", None,
+                "seconds between two heartbeats of this instance's status (its liveness in /api/fleet)"),
     SettingSpec("scorer.processing_guarantee", "exactly_once", _choice("exactly_once", "at_least_once"),
                 "PROCESSING_GUARANTEE", "scorer.processing_guarantee", "--processing-guarantee",
                 "exactly_once or at_least_once"),
@@ -267,8 +280,20 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("admin.audit_log_path", None, _parse_optional_str,
                 "AUDIT_LOG_PATH", "admin.audit_log_path", None,
                 "also append the admin audit log (JSON lines) to this file"),
+    SettingSpec("admin.audit_log_max_bytes", 10_000_000, _at_least(65_536, _parse_int),
+                "AUDIT_LOG_MAX_BYTES", "admin.audit_log_max_bytes", None,
+                "AUDIT_LOG_PATH is rotated before it would reach this size"),
+    SettingSpec("admin.audit_log_backups", 5, _positive(_parse_int),
+                "AUDIT_LOG_BACKUPS", "admin.audit_log_backups", None,
+                "rotated audit files kept (AUDIT_LOG_PATH.1 ... .N); older ones are deleted"),
+    SettingSpec("admin.fleet_stale_after", 90.0, _positive(_parse_float),
+                "FLEET_STALE_AFTER_SECONDS", "admin.fleet_stale_after", None,
+                "/api/fleet: an instance whose last status or heartbeat is older is stale (3 heartbeats)"),
     SettingSpec("admin.protect_reads", False, parse_bool,
                 "ADMIN_PROTECT_READS", "admin.protect_reads", None, "require the key on read-only endpoints too"),
+    SettingSpec("admin.predict_rate_limit", 60, _non_negative(_parse_int),
+                "ADMIN_PREDICT_RATE_LIMIT", "admin.predict_rate_limit", None,
+                "POST /api/predict calls per client per minute without the admin key (429 beyond; 0: no limit)"),
     SettingSpec("admin.webhook_secret", None, _parse_optional_str,
                 "MLFLOW_WEBHOOK_SECRET", "admin.webhook_secret", None, "HMAC secret of MLflow registry webhooks"),
     SettingSpec("admin.tls_cert", None, _parse_optional_str,

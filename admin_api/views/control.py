@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from aiohttp import web
 
 from admin_api.errors import ApiError, json_response, unavailable
+from admin_api.guards import deliveries_of
 from admin_api.keys import publisher_key
 from admin_api.views.common import settings_of
-from admin_api.webhooks import WebhookError, event_from_webhook, verify_mlflow_webhook
+from admin_api.webhooks import WebhookError, event_from_webhook, verify_delivery
 from consumer.errors import ControlPublishError
 from consumer.kafka.topic_reader import read_fleet
 
@@ -33,10 +35,25 @@ async def mlflow_webhook(request: web.Request) -> web.Response:
         raise ApiError(403, "forbidden", "the MLflow webhook receiver is disabled: set MLFLOW_WEBHOOK_SECRET to the "
                        "webhook's secret to enable it")
     body = await request.read()
+    now = time.time()
     try:
-        payload = verify_mlflow_webhook(settings.admin.webhook_secret, request.headers, body, time.time())
+        delivery = verify_delivery(settings.admin.webhook_secret, request.headers, body, now)
     except WebhookError as exc:
         raise ApiError(exc.status, "webhook_rejected", str(exc)) from None
+    deliveries = deliveries_of(request.app)
+    if not deliveries.claim(delivery.delivery_id, delivery.sent_at, now):
+        shown = delivery.delivery_id[:100]
+        raise ApiError(409, "webhook_replayed", f"delivery {shown} was already received: a second delivery of the "
+                       "same id is refused as a replay", delivery_id=shown)
+    try:
+        return await _act_on(request, delivery.payload)
+    except BaseException:  # not handled: MLflow's retry of this delivery (same id) must be accepted
+        deliveries.release(delivery.delivery_id)
+        raise
+
+
+async def _act_on(request: web.Request, payload: dict[str, Any]) -> web.Response:
+    settings = settings_of(request)
     event = event_from_webhook(payload, settings.model.name)
     if event is None:
         return json_response({"status": "ignored", "entity": str(payload.get("entity")),

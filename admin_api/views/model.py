@@ -12,7 +12,7 @@ from admin_api.bodies import ReloadRequestBody, parse_reload, read_body
 from admin_api.errors import ApiError, json_response, not_found, unavailable
 from admin_api.history import history_body
 from admin_api.keys import app_reloader_key, registry_key, service_key
-from admin_api.registry import RegistryOps
+from admin_api.registry import RegistryOps, alias_stage_agreement
 from admin_api.views.common import announce, registry_of, require_mlflow, settings_of, state_of
 from config.settings import Settings
 from consumer.core.handle import ModelHandle
@@ -53,6 +53,10 @@ async def model_info(request: web.Request) -> web.Response:
         "registry_info": registry_info,
         "registry_error": registry_error,
         "serving": {"alias": settings.model.alias, "stage": settings.model.stage, "version": settings.model.version},
+        # The alias and its stage may name different versions (moved one at a time): say so, and which one counts.
+        "alias_stage": alias_stage_agreement(registry_info, version=settings.model.version,
+                                             alias=settings.model.alias, stage=settings.model.stage)
+        if registry_info is not None else None,
         "previous_model": _describe(state.models.previous),
         "shadow_model": _describe(state.models.shadow),
         "last_reload": last.as_dict() if last is not None else None,

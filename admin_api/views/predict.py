@@ -1,6 +1,9 @@
 """``POST /api/predict``: score one record or a list with the model being served, off the event loop.
 
-HTTP predictions feed the prediction logger and the drift window like the stream's do.
+HTTP predictions are counted by the prediction logger (the original API's ``mlflow_logged``) but never enter
+the drift window: that window describes the stream, and crafted rows sent to an open endpoint must not raise
+drift alerts or turn /health degraded. Anonymous callers (no admin key) are held to
+``ADMIN_PREDICT_RATE_LIMIT`` calls per minute each (429 with Retry-After beyond it).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from aiohttp import web
 
 from admin_api.bodies import parse_predict, read_body
 from admin_api.errors import ApiError, json_response, unavailable
+from admin_api.guards import check_predict_rate
 from admin_api.views.common import state_of
 from consumer.core.features import to_columns
 from consumer.core.handle import ModelHandle
@@ -26,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 async def predict(request: web.Request) -> web.Response:
+    check_predict_rate(request)  # before the body is even read
     state = state_of(request)
     started = time.perf_counter()
     records, single = parse_predict(await read_body(request))
@@ -36,7 +41,7 @@ async def predict(request: web.Request) -> web.Response:
     elapsed = time.perf_counter() - started
     processing_ms = round(elapsed * 1000, 3)
     state.metrics.api_predict_seconds.observe(elapsed)
-    logged = _feed_monitors(state, handle, records, predictions, processing_ms)
+    logged = _log_predictions(state, handle, predictions, processing_ms)
     meta = {"model_version": handle.version, "model_name": handle.name, "model_alias": handle.alias,
             "model_source": handle.source, "timestamp": _now_iso(), "processing_time_ms": processing_ms,
             "mlflow_logged": logged}
@@ -60,20 +65,17 @@ def _predict(handle: ModelHandle, records: list[dict[str, Any]]) -> np.ndarray:
     return predictions
 
 
-def _feed_monitors(state: ScorerState, handle: ModelHandle, records: list[dict[str, Any]],
-                   predictions: np.ndarray, processing_ms: float) -> bool:
-    """HTTP predictions count for prediction logging and drift like the stream's; never fails the request."""
-    logged = False
+def _log_predictions(state: ScorerState, handle: ModelHandle, predictions: np.ndarray, processing_ms: float) -> bool:
+    """HTTP predictions count for prediction logging (never for drift: see the module doc); never fails the
+    request."""
+    prediction_logger = state.prediction_logger
+    if prediction_logger is None:
+        return False
     try:
-        prediction_logger = state.prediction_logger
-        if prediction_logger is not None:
-            logged = bool(prediction_logger.add(predictions, handle, processing_ms))
-        drift = state.drift_monitor
-        if drift is not None:
-            drift.observe(to_columns(records))
+        return bool(prediction_logger.add(predictions, handle, processing_ms))
     except Exception:
-        logger.exception("feeding an HTTP prediction to the monitors failed")
-    return logged
+        logger.exception("logging an HTTP prediction failed")
+        return False
 
 
 def _now_iso() -> str:

@@ -29,3 +29,12 @@ def test_openapi_document_is_self_consistent() -> None:
                 assert {"400", "401", "403"} <= set(operation["responses"]), (method, path)
     record = schemas["HousingRecord"]
     assert record["additionalProperties"] is False and "total_bedrooms" not in record["required"]
+
+
+def test_the_rate_limit_and_replay_refusals_are_documented() -> None:
+    paths = openapi_document()["paths"]
+    limited = paths["/api/predict"]["post"]["responses"]["429"]
+    assert "Retry-After" in limited["headers"] and "ADMIN_PREDICT_RATE_LIMIT" in limited["description"]
+    assert "409" in paths["/api/webhooks/mlflow"]["post"]["responses"]
+    info = openapi_document()["components"]["schemas"]["ModelInfo"]["properties"]["model_info"]["properties"]
+    assert info["alias_stage"]["properties"]["source_of_truth"]["enum"] == ["version", "alias", "stage"]
