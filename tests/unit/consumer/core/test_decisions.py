@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import pytest
 
 from consumer.core.decisions import ReloadRequest, classify, decide, poll_wants_reload, precheck, rollback_decision
-from consumer.core.handle import ModelHandle
-
-
-class Constant:
-    def __init__(self, value: float) -> None:
-        self.value = value
-
-    def predict(self, frame: Any) -> np.ndarray:
-        return np.full(len(frame), self.value)
-
-
-def handle(version: str, source: str = "registry") -> ModelHandle:
-    return ModelHandle(model=Constant(float(version)), name="m", version=version, alias="champion",
-                       source=source)  # type: ignore[arg-type]
-
+from tests.unit.consumer.handles import handle
 
 # --- pure decisions ----------------------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import numpy as np
 import pytest
 
 from config.settings import load_settings
@@ -15,20 +14,7 @@ from consumer.models.loader import ResolvedVersion
 from consumer.models.reloader import Reloader
 from consumer.state import ScorerState
 from schemas.control import ModelUpdateEvent
-
-
-class Constant:
-    def __init__(self, value: float) -> None:
-        self.value = value
-
-    def predict(self, frame: Any) -> np.ndarray:
-        return np.full(len(frame), self.value)
-
-
-def handle(version: str, source: str = "registry") -> ModelHandle:
-    return ModelHandle(model=Constant(float(version)), name="m", version=version, alias="champion",
-                       source=source)  # type: ignore[arg-type]
-
+from tests.unit.consumer.handles import handle
 
 # --- the worker with a fake registry ----------------------------------------------------------------
 

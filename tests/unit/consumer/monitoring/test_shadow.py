@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 
 from config.settings import load_settings
-from consumer.core.handle import ModelHandle
 from consumer.core.scoring import BatchResult, Incoming, Scored
 from consumer.monitoring.shadow import ShadowMonitor, mean_abs_difference
 from consumer.state import ScorerState
 from schemas.codecs import PredictionEncoder, WireFormat
-
-
-class Constant:
-    def __init__(self, value: float) -> None:
-        self.value = value
-
-    def predict(self, frame: Any) -> np.ndarray:
-        return np.full(len(frame), self.value)
-
-
-def handle(version: str, source: str = "registry") -> ModelHandle:
-    return ModelHandle(model=Constant(float(version)), name="m", version=version, alias="champion",
-                       source=source)  # type: ignore[arg-type]
+from tests.unit.consumer.handles import handle
 
 
 def test_mean_abs_difference_skips_rows_without_a_shadow_prediction() -> None:
