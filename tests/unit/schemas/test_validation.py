@@ -173,3 +173,32 @@ def test_every_category_and_only_those() -> None:
     for category in OCEAN_PROXIMITY_CATEGORIES:
         assert validate_record(_with(ocean_proximity=category))["ocean_proximity"] == category
     assert ALLOWED_FIELDS == set(GOOD) | {"record_id", "event_time"}
+
+
+# The documented ranges, written out here (not read from schemas.validation): an independent oracle.
+DOCUMENTED_RANGES = {
+    "longitude": (-124.6, -114.0),
+    "latitude": (32.0, 42.5),
+    "housing_median_age": (0.0, 200.0),
+    "median_income": (0.0, 100.0),
+}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    (field, value)
+    for field, (low, high) in DOCUMENTED_RANGES.items()
+    for value in (math.nextafter(low, -math.inf), math.nextafter(high, math.inf))
+])
+def test_a_value_just_outside_a_documented_bound_is_rejected(field: str, value: float) -> None:
+    error = _reject(_with(**{field: value}))
+    assert error.field == field
+    assert error.reason in {"out_of_range", "negative_count"}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    (field, value)
+    for field, (low, high) in DOCUMENTED_RANGES.items()
+    for value in (math.nextafter(low, math.inf), math.nextafter(high, -math.inf))
+])
+def test_a_value_just_inside_a_documented_bound_is_accepted(field: str, value: float) -> None:
+    validate_record(_with(**{field: value}))
