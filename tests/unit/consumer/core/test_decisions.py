@@ -85,6 +85,19 @@ def test_rollback_decisions() -> None:
                              previous=handle("2")).action == "ignore"
 
 
+def test_a_rollback_to_a_version_the_fallback_file_holds_loads_it_from_the_registry() -> None:
+    # The fallback file is a copy from some time ago: a named rollback must serve the registry's version.
+    from_file = rollback_decision(ReloadRequest(kind="rollback", version="1"), loaded=handle("2"),
+                                  previous=handle("1", source="fallback"))
+    assert (from_file.action, from_file.version) == ("load", "1")
+    from_registry = rollback_decision(ReloadRequest(kind="rollback", version="1"), loaded=handle("2"),
+                                      previous=handle("1"))
+    assert (from_registry.action, from_registry.version) == ("swap_previous", "1")
+    on_file = rollback_decision(ReloadRequest(kind="rollback", version="2"), loaded=handle("2", source="fallback"),
+                                previous=None)
+    assert on_file.action == "load"  # "already on v2" holds only for the registry's v2
+
+
 def test_poll_wants_reload() -> None:
     assert poll_wants_reload("2", handle("1"), None)
     assert not poll_wants_reload("1", handle("1"), None)
