@@ -80,6 +80,12 @@ def test_webhook_bad_signature_refused_good_one_reloads(
             event_id = answer["event"]["event_id"]
             assert wait_for(lambda: service.state.models.current.version == v2, 20), service.state.last_reload
             assert service.state.last_reload.event_id == event_id
+
+            # The same delivery again (a replay inside the timestamp window): refused, nothing published.
+            published = end_offsets(settings, settings.topics.model_updates)
+            status, answer = admin.post("/api/webhooks/mlflow", body, headers)
+            assert (status, answer["error"]) == (409, "webhook_replayed"), answer
+            assert end_offsets(settings, settings.topics.model_updates) == published
     finally:
         service.stop()
 
