@@ -24,6 +24,7 @@ from admin_api.openapi_schemas import (
 )
 from admin_api.registry import MODEL_NAME_PATTERN
 from config.settings import Settings
+from consumer.kafka.topic_reader import FLEET_STATES
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,11 @@ _AUTH_ERRORS = {"401": error_answer("Missing or wrong API key"),
 _NAME = {"name": "name", "in": "path", "required": True, "description": "Registered model name",
          "schema": {"type": "string", "pattern": MODEL_NAME_PATTERN}}
 _ALIAS_PARAM = {"name": "alias", "in": "path", "required": True, "schema": ALIAS}
+_FLEET_STATE_PARAM = {
+    "name": "state", "in": "query", "required": False,
+    "description": "only instances in these states, comma-separated (stale: no status or heartbeat for "
+                   "FLEET_STALE_AFTER_SECONDS)",
+    "schema": {"type": "string", "pattern": f"^({'|'.join(FLEET_STATES)})(,({'|'.join(FLEET_STATES)}))*$"}}
 
 
 def _read(summary: str, ok: dict[str, Any], *, protected: bool = True,
@@ -141,8 +147,11 @@ PATHS: dict[str, Any] = {
                                              "schema": {"type": "integer", "minimum": 1}}}},
          "503": error_answer("No model loaded")},
         schema_ref("PredictRequest"), read_like=True)},
-    "/api/fleet": {"get": _read("Latest ScorerStatus per scorer instance", json_answer(schema_ref("Fleet"), "Fleet"),
-                                extra={"503": error_answer("Kafka unreachable")})},
+    "/api/fleet": {"get": {**_read(
+        "Latest ScorerStatus per scorer instance, with its state (serving, stale, stopped)",
+        json_answer(schema_ref("Fleet"), "Fleet"),
+        extra={"400": error_answer("Unknown state in the state parameter"), "503": error_answer("Kafka unreachable")}),
+        "parameters": [_FLEET_STATE_PARAM]}},
     "/api/webhooks/mlflow": {"post": {
         "summary": "MLflow registry webhook (signed with MLFLOW_WEBHOOK_SECRET); alias changes are announced",
         "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object"}}}},

@@ -11,6 +11,7 @@ from typing import Any
 
 from admin_api.bodies import MAX_PREDICT_RECORDS
 from admin_api.registry import ALIAS_PATTERN, STAGES, VERSION_PATTERN
+from consumer.kafka.topic_reader import FLEET_STATES
 from schemas.examples import EXAMPLE_RECORD
 from schemas.validation import MAX_RECORD_ID_CHARS, OCEAN_PROXIMITY_CATEGORIES
 
@@ -264,13 +265,21 @@ COMPONENTS: dict[str, Any] = {
             "type": "object", "required": ["instances", "count", "topic"],
             "properties": {
                 "instances": {"type": "array", "items": {
-                    "type": "object", "required": ["instance_id", "model_name", "model_version", "result", "at"],
+                    "type": "object",
+                    "required": ["instance_id", "model_name", "model_version", "result", "at", "state",
+                                 "last_seen_at", "age_seconds"],
                     "properties": {"instance_id": {"type": "string"}, "model_name": {"type": "string"},
                                    "model_version": NULLABLE_STRING, "event_id": NULLABLE_STRING,
                                    "result": {"type": "string"}, "detail": NULLABLE_STRING,
-                                   "load_seconds": NULLABLE_NUMBER, "at": {"type": "integer"}},
+                                   "load_seconds": NULLABLE_NUMBER, "at": {"type": "integer"},
+                                   "heartbeat_at": {"type": "integer", "nullable": True},
+                                   "state": {"type": "string", "enum": list(FLEET_STATES)},
+                                   "last_seen_at": {"type": "integer"},
+                                   "age_seconds": {"type": "number", "minimum": 0}},
                 }},
                 "count": {"type": "integer", "minimum": 0}, "topic": {"type": "string"},
+                "by_state": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                "stale_after_seconds": {"type": "number"},
             },
         },
         "Drift": {

@@ -302,6 +302,11 @@ def _check_consistency(settings: Settings) -> None:
     if bool(settings.admin.tls_cert) != bool(settings.admin.tls_key):
         raise SettingsError("ADMIN_TLS_CERT and ADMIN_TLS_KEY must be set together")
     _check_topics_apart(settings.topics)
+    if settings.admin.fleet_stale_after <= settings.scorer.heartbeat_seconds:
+        raise SettingsError(
+            f"FLEET_STALE_AFTER_SECONDS={settings.admin.fleet_stale_after:g} must be more than "
+            f"SCORER_HEARTBEAT_SECONDS={settings.scorer.heartbeat_seconds:g}: a live instance would look stale "
+            "between two heartbeats (use about 3 heartbeats)")
 
 
 _TOPIC_KEYS = ("topics.records", "topics.predictions", "topics.dead_letter", "topics.model_updates",

@@ -2,9 +2,9 @@
 
 Start-up order: settings -> logging -> model threads -> control topic end offsets -> model (registry, else
 fallback) -> hot reload (status publisher, reloader, control listener from those offsets, registry poll, shadow
-monitor) -> scoring thread -> admin API. A fatal error on the scoring thread stops the process with exit
-code 2 and a message saying what to fix; SIGTERM/SIGINT finish the batch in flight, commit it, close the
-clients and exit 0.
+monitor, status heartbeat) -> scoring thread -> admin API. A fatal error on the scoring thread stops the process
+with exit code 2 and a message saying what to fix; SIGTERM/SIGINT finish the batch in flight, commit it, close
+the clients, remove this instance from the fleet view and exit 0.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from consumer.errors import ScorerFatalError
 from consumer.kafka.control import ControlListener
 from consumer.kafka.loop import ScoringLoop
 from consumer.kafka.preflight import check_kafka_topics
-from consumer.kafka.status import StatusPublisher
+from consumer.kafka.status import StatusHeartbeat, StatusPublisher
 from consumer.kafka.topic_reader import control_start_offsets
 from consumer.models.loader import ModelLoader, load_startup_model
 from consumer.models.poller import RegistryPoller
@@ -142,6 +142,10 @@ class ScorerService:
             self.state.workers.append(self.poller)
         status.publish("started", model_version=handle.version, detail=handle.label,
                        load_seconds=handle.load_seconds, model_name=handle.name)
+        # Repeats the latest status: an instance that stops beating turns stale in /api/fleet (stopped first).
+        heartbeat = StatusHeartbeat(status, settings.scorer.heartbeat_seconds).start()
+        self.components.append(heartbeat)
+        self.state.workers.append(heartbeat)
         return hooks
 
     def _run_loop(self) -> None:
@@ -161,7 +165,8 @@ class ScorerService:
         """Finish the batch in flight, commit, close. Safe to call twice."""
         timeout = timeout or self.settings.scorer.shutdown_timeout + 20
         # First nothing new may ask for a reload; then the batch in flight finishes (its hooks still run);
-        # then the rest stops in reverse start order, so the monitors flush and the 'stopped' status goes last.
+        # then the rest stops in reverse start order, so the monitors flush and the status publisher goes last
+        # (a tombstone after a clean stop: the instance leaves the fleet view; after a fatal error, 'stopped').
         triggers: list[Stoppable] = [c for c in (self.listener, self.poller) if c is not None]
         for trigger in triggers:
             self._stop_component(trigger)
@@ -244,11 +249,15 @@ class ScorerService:
         return runner
 
 
-def _final_status(state: ScorerState) -> dict[str, Any]:
+def _final_status(state: ScorerState) -> dict[str, Any] | None:
+    """None after a clean stop (the publisher's tombstone removes this instance from the fleet view); after a fatal
+    error, the fields of the ``stopped`` status that stays in the view, with the error."""
+    if not state.fatal_error:
+        return None
     current = state.models.current
     return {"model_version": current.version if current else None,
             "model_name": current.name if current else None,
-            "detail": f"stopped after a fatal error: {state.fatal_error}" if state.fatal_error else "clean stop"}
+            "detail": f"stopped after a fatal error: {state.fatal_error}"}
 
 
 def loader_for(settings: Settings) -> ModelLoader:

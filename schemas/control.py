@@ -131,7 +131,15 @@ class ScorerStatus:
     detail: str | None = None
     load_seconds: float | None = None
     at: int
-    """When it was written, epoch milliseconds."""
+    """When it was first written, epoch milliseconds."""
+    heartbeat_at: int | None = None
+    """When it was last repeated as a heartbeat (the instance was alive then), epoch milliseconds; None before the
+    first heartbeat, and from instances that predate heartbeats."""
+
+    @property
+    def last_seen_at(self) -> int:
+        """The latest sign of life: the heartbeat, else the write time (epoch milliseconds)."""
+        return max(self.at, self.heartbeat_at or 0)
 
     def as_dict(self) -> dict[str, Any]:
         """Every field, in schema order: the status's JSON shape (one instance of /api/fleet)."""

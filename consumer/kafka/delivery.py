@@ -22,9 +22,9 @@ def control_producer(settings: Settings, timeout: float) -> Producer:
     return Producer(control_producer_config(settings, timeout))
 
 
-def produce_and_flush(producer: Producer, topic: str, key: str, value: bytes, timeout: float,
+def produce_and_flush(producer: Producer, topic: str, key: str, value: bytes | None, timeout: float,
                       bootstrap: str) -> None:
-    """Send one message and wait up to ``timeout`` seconds for its acknowledgement.
+    """Send one message (``value`` None: a tombstone) and wait up to ``timeout`` seconds for its acknowledgement.
 
     :raises ControlPublishError: it could not be sent, the broker refused it, or it was not acknowledged.
     """

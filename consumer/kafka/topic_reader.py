@@ -3,8 +3,8 @@
 - ``end_offsets`` / ``control_start_offsets``: where a starting scorer's control listener begins (the control
   topic's end, taken before the start-up model is resolved, so an event published meanwhile is not missed).
 - ``read_topic``: every message of a topic from its beginning up to its current end.
-- ``read_fleet``: the latest ScorerStatus per instance, from the compacted status topic (the admin API's
-  /api/fleet).
+- ``read_fleet``: the latest ScorerStatus per instance, from the compacted status topic (a tombstone removes the
+  instance); ``fleet_view`` says what each is (serving, stale, stopped) at a given time: the admin API's /api/fleet.
 - ``read_model_updates``: every ModelUpdateEvent on the control topic so far (the admin API's
   /api/model/history).
 """
@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal, get_args
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
@@ -130,6 +133,46 @@ def read_fleet(settings: Settings, timeout: float = 5.0) -> dict[str, ScorerStat
             logger.warning("fleet: bad status at %s[%d]@%d: %s", topic, message.partition() or 0,
                            message.offset() or 0, exc)
     return fleet
+
+
+FleetState = Literal["serving", "stale", "stopped"]
+"""serving: alive (a status or heartbeat newer than the stale limit); stale: silent for longer (killed, frozen or
+cut off from Kafka: no tombstone, no heartbeat); stopped: its last word was ``stopped`` (a fatal stop)."""
+
+FLEET_STATES: Final[tuple[FleetState, ...]] = get_args(FleetState)
+
+
+@dataclass(frozen=True)
+class FleetMember:
+    """One instance of the fleet view: its latest status and what that means at the time of the view."""
+
+    status: ScorerStatus
+    state: FleetState
+    age_seconds: float
+    """Seconds since its last sign of life (``status.last_seen_at``); 0 when that lies ahead (clock skew)."""
+
+    @property
+    def last_seen_at(self) -> int:
+        return self.status.last_seen_at
+
+    def as_dict(self) -> dict[str, Any]:
+        """The status's fields, then ``state``, ``last_seen_at`` and ``age_seconds`` (one instance of /api/fleet)."""
+        return {**self.status.as_dict(), "state": self.state, "last_seen_at": self.last_seen_at,
+                "age_seconds": round(self.age_seconds, 1)}
+
+
+def fleet_view(statuses: Mapping[str, ScorerStatus], *, now_ms: int, stale_after: float) -> list[FleetMember]:
+    """Each instance's state at ``now_ms`` (epoch milliseconds), sorted by instance id.
+
+    :param stale_after: seconds of silence (no status, no heartbeat) after which a running instance is ``stale``.
+    """
+    members = []
+    for instance_id in sorted(statuses):
+        status = statuses[instance_id]
+        age = max(0.0, (now_ms - status.last_seen_at) / 1000.0)
+        state: FleetState = "stopped" if status.result == "stopped" else "stale" if age > stale_after else "serving"
+        members.append(FleetMember(status=status, state=state, age_seconds=age))
+    return members
 
 
 def read_model_updates(settings: Settings, timeout: float = 10.0) -> list[ModelUpdateEvent]:

@@ -45,6 +45,7 @@ STATUS: dict[str, Any] = {
     "detail": None,
     "load_seconds": 0.42,
     "at": 1_700_000_000_500,
+    "heartbeat_at": 1_700_000_030_500,
 }
 
 
@@ -110,6 +111,7 @@ def test_scorer_status_round_trip_and_errors() -> None:
         "event_id": None,
         "detail": None,
         "load_seconds": None,
+        "heartbeat_at": None,  # a status from before heartbeats still decodes
     }
     with pytest.raises(DecodeError) as info:
         decode_scorer_status(json.dumps({**STATUS, "at": 1.5}).encode())

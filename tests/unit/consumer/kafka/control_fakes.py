@@ -44,11 +44,12 @@ class FakeProducer:
     """Acknowledges every message at flush, unless ``unacknowledged`` (flush then reports it pending)."""
 
     def __init__(self, *, unacknowledged: bool = False) -> None:
-        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.sent: list[tuple[str, bytes, bytes | None]] = []
         self.unacknowledged = unacknowledged
         self._pending: list[Callable[[Any, Any], None]] = []
 
-    def produce(self, topic: str, *, key: bytes, value: bytes, on_delivery: Callable[[Any, Any], None]) -> None:
+    def produce(self, topic: str, *, key: bytes, value: bytes | None,
+                on_delivery: Callable[[Any, Any], None]) -> None:
         self.sent.append((topic, key, value))
         self._pending.append(on_delivery)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from consumer.kafka import topic_reader
-from consumer.kafka.topic_reader import read_fleet, read_model_updates
+from consumer.kafka.topic_reader import FLEET_STATES, fleet_view, read_fleet, read_model_updates
 from schemas.control import ModelUpdateEvent, ScorerStatus
 from tests.unit.consumer.kafka.control_fakes import FakeMessage, settings
 
@@ -40,6 +41,35 @@ def test_fleet_is_the_latest_status_per_instance(monkeypatch: pytest.MonkeyPatch
     fleet = read_fleet(s)
     assert fleet == {"a": status("a", "loaded", 3)}
     assert asked == [(s.topics.scorer_status, "fleet")]
+
+
+def test_fleet_view_marks_an_instance_stale_by_the_age_of_its_last_sign_of_life() -> None:
+    """Issue 12, item 6: a killed instance (no tombstone, no more heartbeats) turns ``stale``; a live one whose
+    result is old but whose heartbeat is fresh stays ``serving``; a fatal stop says ``stopped``."""
+    now = 1_000_000
+    statuses = {
+        "fresh": status("fresh", "loaded", now - 5_000),
+        "beating": dataclasses.replace(status("beating", "started", now - 600_000), heartbeat_at=now - 20_000),
+        "killed": dataclasses.replace(status("killed", "loaded", now - 600_000), heartbeat_at=now - 91_000),
+        "old-no-heartbeat": status("old-no-heartbeat", "started", now - 90_001),
+        "crashed": status("crashed", "stopped", now - 600_000),
+        "clock-ahead": status("clock-ahead", "loaded", now + 3_000),
+    }
+    view = fleet_view(statuses, now_ms=now, stale_after=90.0)
+    assert [m.status.instance_id for m in view] == sorted(statuses)
+    states = {m.status.instance_id: m.state for m in view}
+    assert states == {"fresh": "serving", "beating": "serving", "killed": "stale", "old-no-heartbeat": "stale",
+                      "crashed": "stopped", "clock-ahead": "serving"}
+    by_id = {m.status.instance_id: m for m in view}
+    assert (by_id["killed"].last_seen_at, by_id["killed"].age_seconds) == (now - 91_000, 91.0)
+    assert by_id["clock-ahead"].age_seconds == 0.0
+    body = by_id["beating"].as_dict()
+    assert body["state"] == "serving" and body["age_seconds"] == 20.0 and body["last_seen_at"] == now - 20_000
+    assert {k: body[k] for k in ScorerStatus.__dataclass_fields__} == statuses["beating"].as_dict()
+    # The age decides: the same statuses 75 s later.
+    later = {m.status.instance_id: m.state for m in fleet_view(statuses, now_ms=now + 75_000, stale_after=90.0)}
+    assert later["beating"] == "stale" and later["fresh"] == "serving"
+    assert set(FLEET_STATES) == {"serving", "stale", "stopped"}
 
 
 def test_fleet_of_an_unreachable_broker_is_empty(monkeypatch: pytest.MonkeyPatch) -> None:
