@@ -2,14 +2,24 @@
 
 Stack up -> train and promote -> two scorers -> a stream with a few bad records -> predictions and the DLQ ->
 a challenger promoted through the admin API while records flow -> both scorers switch (fleet view), no gap ->
-where to look. The stack and the scorers stay up for exploring; ``make down`` stops everything.
+each scorer's health and drift -> where to look. The stack and the scorers stay up for exploring; ``make down``
+stops everything.
+
+The streams send the dataset in a seeded random order (``demo_stream_csv``): the CSV is sorted by location, and
+its tail alone is far from the training distribution (PSI of latitude above 3), so streamed in file order the
+scorers' drift windows would turn /health ``degraded`` right after the demo: a false alarm on a first look.
+MLflow's own lines ("View run ... at", "Successfully registered model", ...) are kept out of the training
+steps' output (``training_env``, ``ChatterFilter``).
 """
 
 from __future__ import annotations
 
+import codecs
 import collections
 import json
 import os
+import random
+import re
 import secrets
 import subprocess
 import sys
@@ -22,7 +32,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.chdir(ROOT)
 
 from confluent_kafka import Consumer, Message, TopicPartition  # noqa: E402
 
@@ -33,6 +42,12 @@ from stack.processes import StackError, read_pid, start_process, stop_process, w
 
 BIN = Path(sys.executable).parent
 SCORER_PORTS = (5001, 5002)
+STREAM_COUNT = 20_000
+"""Records of step 4's stream."""
+CHALLENGER_STREAM_COUNT = 12_000
+"""Records of step 6's stream, during which the challenger is promoted."""
+DEMO_SEED = 12
+"""Seed of the demo stream's order: every demo sends the same records in the same order."""
 BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
 if not sys.stdout.isatty():
     BOLD = DIM = GREEN = RED = RESET = ""
@@ -72,6 +87,98 @@ def run(argv: list[str], **kwargs: Any) -> None:
         raise SystemExit(f"demo: `{' '.join(argv)}` failed with exit code {result.returncode}")
 
 
+# --- numbers --------------------------------------------------------------------------------------------------
+def fmt_count(value: int) -> str:
+    return f"{value:,}"
+
+
+def fmt_seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def fleet_rows(instances: list[dict[str, Any]]) -> list[list[Any]]:
+    """/api/fleet's instances as rows of the demo's fleet table: instance, version, result, state, load s."""
+    return [[s.get("instance_id"), s.get("model_version"), s.get("result"), s.get("state", "-"),
+             fmt_seconds(s.get("load_seconds"))] for s in instances]
+
+
+# --- the stream ---------------------------------------------------------------------------------------------
+def demo_stream_csv(home: Path) -> Path:
+    """The dataset in a seeded random order, written once under ``home``: what the demo streams.
+
+    In file order (sorted by location) the last records are all from the north of the state, and the scorers'
+    drift windows (their last 5,000 records) would flag drift on a first look.
+    """
+    source = ROOT / "data" / "housing.csv"
+    header, *rows = source.read_text(encoding="utf-8").splitlines()
+    random.Random(DEMO_SEED).shuffle(rows)
+    target = home / "demo" / "housing-shuffled.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join([header, *rows]) + "\n"
+    if not target.exists() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")
+    return target
+
+
+# --- MLflow's chatter out of the training steps -----------------------------------------------------------------
+def training_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for housing-train with MLflow quiet: no "View run ... at" links, no INFO log lines."""
+    return {**env, "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_LOGGING_LEVEL": "WARNING"}
+
+
+MLFLOW_CHATTER = re.compile(r"🏃 View run |🧪 View experiment at|🔗 View Logged Model|Successfully registered model '"
+                            r"|Registered model '.*' already exists|Created version '.*' of model ")
+"""Lines MLflow prints on its own (``eprint``), whatever its log level."""
+
+
+class ChatterFilter:
+    """Drops MLflow's own lines from a child's stderr as it arrives; progress-bar redraws (``\\r...``) pass at
+    once, other text a line at a time."""
+
+    def __init__(self) -> None:
+        self._pending = ""
+
+    def feed(self, text: str) -> str:
+        self._pending += text
+        out: list[str] = []
+        while True:
+            # A segment ends with a newline (included) or just before the next carriage return (a redraw).
+            newline, redraw = self._pending.find("\n"), self._pending.find("\r", 1)
+            if newline < 0 and redraw < 0:
+                break
+            end = newline + 1 if newline >= 0 and (redraw < 0 or newline < redraw) else redraw
+            out.append(self._keep(self._pending[:end]))
+            self._pending = self._pending[end:]
+        if self._pending.startswith("\r"):  # a redraw arrives whole: show it now, not at the next one
+            out.append(self._keep(self._pending))
+            self._pending = ""
+        return "".join(out)
+
+    def close(self) -> str:
+        rest, self._pending = self._pending, ""
+        return self._keep(rest)
+
+    @staticmethod
+    def _keep(segment: str) -> str:
+        return "" if MLFLOW_CHATTER.search(segment) else segment
+
+
+def run_training(argv: list[str], env: dict[str, str]) -> None:
+    """housing-train with MLflow quiet: its stdout as is, its stderr (progress bar, warnings) through
+    ChatterFilter."""
+    process = subprocess.Popen(argv, env=training_env(env), stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    chatter, decoder = ChatterFilter(), codecs.getincrementaldecoder("utf-8")("replace")
+    while chunk := os.read(process.stderr.fileno(), 4096):
+        sys.stderr.write(chatter.feed(decoder.decode(chunk)))
+        sys.stderr.flush()
+    sys.stderr.write(chatter.feed(decoder.decode(b"", final=True)) + chatter.close())
+    sys.stderr.flush()
+    process.stderr.close()
+    if (code := process.wait()) != 0:
+        raise SystemExit(f"demo: `{' '.join(argv)}` failed with exit code {code}")
+
+
 def read_topic(bootstrap: str, topic: str) -> list[Message]:
     """Every committed message of a topic, read to its current end (read_committed)."""
     consumer = Consumer({**load_settings().kafka.client_config(), "bootstrap.servers": bootstrap,
@@ -94,6 +201,7 @@ def read_topic(bootstrap: str, topic: str) -> list[Message]:
 
 
 def main() -> int:
+    os.chdir(ROOT)
     settings = load_settings()
     api_key = os.environ.get("ADMIN_API_KEY") or secrets.token_urlsafe(18)
     stack = LocalStack(settings)
@@ -110,7 +218,7 @@ def main() -> int:
            "ADMIN_API_KEY": api_key, "MLFLOW_RELOAD_INTERVAL": "10"}
 
     step(2, "Train four models, register the best, promote it to champion")
-    run([str(BIN / "housing-train"), "--promote", "--log-level", "WARNING"], env=env)
+    run_training([str(BIN / "housing-train"), "--promote", "--log-level", "WARNING"], env)
 
     step(3, "Start two scorers in one consumer group (admin API on :5001 and :5002)")
     for index, port in enumerate(SCORER_PORTS, start=1):
@@ -129,9 +237,10 @@ def main() -> int:
         rows.append([f"http://127.0.0.1:{port}", meta.get("name"), meta.get("version"), meta.get("alias")])
     table(["scorer", "model", "version", "alias"], rows)
 
-    step(4, "Stream 20,000 housing records (1% malformed on purpose)")
-    run([str(BIN / "housing-produce"), "--count", "20000", "--rate", "4000", "--bad-fraction", "0.01",
-         "--seed", str(int(time.time()))], env=env)
+    stream_csv = demo_stream_csv(stack.home)
+    step(4, f"Stream {fmt_count(STREAM_COUNT)} housing records in random order (1% malformed on purpose)")
+    run([str(BIN / "housing-produce"), "--csv", str(stream_csv), "--count", str(STREAM_COUNT), "--rate", "4000",
+         "--bad-fraction", "0.01", "--seed", str(int(time.time()))], env=env)
 
     step(5, "Predictions and dead letters")
     wait_until(lambda: _lag_zero(), 60, 0.5)
@@ -141,12 +250,12 @@ def main() -> int:
     table(["record id", "predicted value", "model", "version"],
           [[p["record_id"], f"{p['prediction']:,.0f}", p["model_name"], p["model_version"]] for p in sample])
     reasons = collections.Counter(dict(m.headers() or [])["dlq.reason"].decode() for m in dead)
-    print(f"\n  {len(predictions):,} predictions, {len(dead):,} dead letters")
-    table(["dead-letter reason", "count"], [[r, c] for r, c in reasons.most_common()])
+    print(f"\n  {fmt_count(len(predictions))} predictions, {fmt_count(len(dead))} dead letters")
+    table(["dead-letter reason", "count"], [[r, fmt_count(c)] for r, c in reasons.most_common()])
 
     step(6, "Train a challenger and promote it through the admin API while records flow")
-    run([str(BIN / "housing-train"), "--models", "random_forest,hist_gradient_boosting", "--seed", "7",
-         "--log-level", "WARNING"], env=env)
+    run_training([str(BIN / "housing-train"), "--models", "random_forest,hist_gradient_boosting", "--seed", "7",
+                  "--log-level", "WARNING"], env)
     name = settings.model.name
     _, details = http("GET", f"http://127.0.0.1:{SCORER_PORTS[0]}/api/mlflow/models/{name}")
     versions = (details or {}).get("versions", [])
@@ -154,7 +263,8 @@ def main() -> int:
                      key=lambda v: int(v["version"]), default=None)
     if challenger is None:
         raise SystemExit("demo: no challenger version in the registry")
-    stream = subprocess.Popen([str(BIN / "housing-produce"), "--count", "12000", "--rate", "1000", "--no-progress"],
+    stream = subprocess.Popen([str(BIN / "housing-produce"), "--csv", str(stream_csv), "--count",
+                               str(CHALLENGER_STREAM_COUNT), "--rate", "1000", "--no-progress"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(2)  # let the stream run on the old model first: the switch happens mid-stream
     status, answer = http("PUT", f"http://127.0.0.1:{SCORER_PORTS[0]}/api/mlflow/models/{name}/aliases/champion",
@@ -167,9 +277,7 @@ def main() -> int:
     new_version = str(challenger["version"])
     switched = wait_until(lambda: _fleet_on(new_version), 60, 0.5)
     _, fleet = http("GET", f"http://127.0.0.1:{SCORER_PORTS[0]}/api/fleet")
-    table(["instance", "model version", "result", "load s"],
-          [[s.get("instance_id"), s.get("model_version"), s.get("result"), s.get("load_seconds")]
-           for s in (fleet or {}).get("instances") or []])
+    table(["instance", "model version", "result", "state", "load s"], fleet_rows((fleet or {}).get("instances") or []))
     verdict = f"{GREEN}both scorers run version {new_version}{RESET}" if switched else f"{RED}not switched{RESET}"
     print(f"  {verdict}")
     stream.wait(timeout=120)
@@ -179,12 +287,16 @@ def main() -> int:
     dead = read_topic(bootstrap, settings.topics.dead_letter)
     by_version = collections.Counter(dict(m.headers() or [])["model_version"].decode()
                                      for m in predictions)
-    table(["model version", "predictions"], [[v, c] for v, c in sorted(by_version.items())])
+    table(["model version", "predictions"], [[v, fmt_count(c)] for v, c in sorted(by_version.items())])
     gap = len(records) - len(predictions) - len(dead)
-    print(f"\n  inputs {len(records):,} = predictions {len(predictions):,} + dead letters {len(dead):,}"
-          f"  -> {GREEN + 'no gap' + RESET if gap == 0 else RED + f'{gap} missing' + RESET}")
+    print(f"\n  inputs {fmt_count(len(records))} = predictions {fmt_count(len(predictions))} + dead letters "
+          f"{fmt_count(len(dead))}  -> {GREEN + 'no gap' + RESET if gap == 0 else RED + f'{gap:,} missing' + RESET}")
 
-    step(8, "Where to look")
+    step(8, "Health and drift of each scorer (PSI of its last records against the training profile)")
+    for port in SCORER_PORTS:
+        print("  " + health_line(port))
+
+    step(9, "Where to look")
     for port in SCORER_PORTS:
         print(f"  admin API   http://127.0.0.1:{port}/health   /ready   /api/model/info   /api/fleet   /metrics")
     print(f"  MLflow UI   {tracking}")
@@ -192,6 +304,24 @@ def main() -> int:
     print(f"  logs        {scorer_dir}/scorer-*.log, {stack.home}/kafka/logs, {stack.home}/mlflow/logs")
     print(f"  stop        {BOLD}make down{RESET}")
     return 0
+
+
+def health_line(port: int) -> str:
+    """One scorer's /health verdict and its largest drift PSI, e.g. ``:5001  healthy  largest PSI 0.012 ...``."""
+    _, health = http("GET", f"http://127.0.0.1:{port}/health", timeout=10)
+    _, drift = http("GET", f"http://127.0.0.1:{port}/api/model/drift", timeout=10)
+    verdict = str((health or {}).get("status", "unreachable"))
+    colour = GREEN if verdict == "healthy" else RED
+    psi = {k: v for k, v in ((drift or {}).get("psi") or {}).items() if isinstance(v, int | float)}
+    if psi:
+        worst = max(psi, key=lambda name: psi[name])
+        rows = (drift or {}).get("computed_rows") or (drift or {}).get("window_rows") or 0
+        seen = (f"largest drift PSI {psi[worst]:.3f} ({worst}) over its last {fmt_count(int(rows))} records, "
+                f"alert above {float((drift or {}).get('threshold') or 0.25):.2f}")
+    else:
+        seen = f"drift: {(drift or {}).get('status', 'unknown')}"
+    reasons = "; ".join(str(r) for r in (health or {}).get("reasons") or [])
+    return f":{port}  {colour}{verdict}{RESET}  {seen}" + (f"\n         {RED}{reasons}{RESET}" if reasons else "")
 
 
 def _lag_zero() -> bool:
