@@ -1,11 +1,11 @@
 """Drift monitoring: a batch hook that never slows the scoring thread.
 
 ``DriftMonitor`` is a ``BatchHook`` (``hook(result, handle)``, called by the scoring loop after each committed
-batch, and by the admin API's /api/predict). On the calling thread it only appends to a buffer under a lock. It
-keeps the feature rows of the last ``DRIFT_WINDOW`` scored records and, every few seconds when new rows
-arrived, computes the PSI of each feature against the serving version's reference profile
-(``consumer.core.profile.psi_by_feature``) on its own thread. Results go to ``state.drift`` (read by /health
-and /api/model/drift) and to the ``housing_scorer_drift_psi{feature}`` gauge.
+batch; the admin API's /api/predict never feeds it: the window describes the stream). On the calling thread it
+only appends to a buffer under a lock. It keeps the feature rows of the last ``DRIFT_WINDOW`` scored records
+and, every few seconds when new rows arrived, computes the PSI of each feature against the serving version's
+reference profile (``consumer.core.profile.psi_by_feature``) on its own thread. Results go to ``state.drift``
+(read by /health and /api/model/drift) and to the ``housing_scorer_drift_psi{feature}`` gauge.
 """
 
 from __future__ import annotations
