@@ -20,8 +20,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from mlflow.tracking import MlflowClient
 
-from config.settings import Settings
 from admin_api.audit import audit_log_of
+from config.settings import Settings
 from tests.conftest import RegisteredModel
 from tests.integration.conftest import AdminClientFactory
 
