@@ -4,6 +4,7 @@ by a worker thread (never on the event loop), into a file with a size cap and ro
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -138,3 +139,13 @@ def test_the_app_uses_the_configured_cap(tmp_path: Path) -> None:
     assert settings(path).admin.audit_log_max_bytes == 10_000_000
     with pytest.raises(SettingsError, match="AUDIT_LOG_MAX_BYTES"):
         load_settings(env={"AUDIT_LOG_MAX_BYTES": "100"})
+
+
+def test_a_capped_file_that_cannot_be_written_never_fails_the_call(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    log = AuditLog(str(tmp_path / "missing-dir" / "audit.jsonl"), max_bytes=4096)
+    with caplog.at_level(logging.WARNING, logger="admin_api.audit"):
+        log.write(AuditRecord(at=utc_stamp(), who="a", action="transition", model_name="m", version="1"))
+        log.write(AuditRecord(at=utc_stamp(), who="a", action="transition", model_name="m", version="2"))
+    log.close()
+    assert caplog.text.count("AUDIT_LOG_PATH") == 2
