@@ -1,6 +1,6 @@
 """The audit trail of model changes: who changed what, when, and how it went.
 
-Every mutating admin call (stage transition, alias set/delete, reload, webhook) and every promotion that
+Every mutating admin call (stage transition, alias set/delete, reload, rollback, webhook) and every promotion that
 training announces becomes one ``AuditRecord``, written
 
 - as one JSON line on the dedicated logger ``housing.audit`` (route it wherever the platform keeps audit logs),
@@ -62,7 +62,8 @@ class AuditRecord:
     who: str
     """Name of the admin key used (``admin`` for ADMIN_API_KEY), ``mlflow-webhook``, ``training:<user>``..."""
     action: str
-    """``transition``, ``alias.set``, ``alias.delete``, ``reload``, ``reload.broadcast``, ``webhook``, ``promote``."""
+    """``transition``, ``alias.set``, ``alias.delete``, ``reload``, ``reload.broadcast``, ``rollback``, ``webhook``,
+    ``promote``."""
     model_name: str | None
     version: str | None
     alias: str | None = None

@@ -125,6 +125,13 @@ def parse_alias_body(body: object) -> str:
     return validate_version(fields["version"])
 
 
+def parse_rollback(body: object) -> str | None:
+    """``{"version": "3"}`` -> the version to roll back to; ``{}`` -> None (the version served before this one)."""
+    fields = _object(body, "the rollback request")
+    _only(fields, ("version",), "the rollback request")
+    return validate_version(fields["version"]) if "version" in fields else None
+
+
 def parse_predict(body: object) -> tuple[list[dict[str, Any]], bool]:
     """One record object or a list of them -> (clean records, was_single); same checks as the stream."""
     single = isinstance(body, dict)

@@ -94,6 +94,18 @@ PATHS: dict[str, Any] = {
          "502": _UPSTREAM, "503": error_answer("MLflow or Kafka unreachable, or no reloader"),
          "504": error_answer("The reload is still running")},
         schema_ref("ReloadRequest"), body_required=False)},
+    "/api/model/rollback": {"post": _write(
+        "Roll the fleet back: move the served alias (or stage) to a version in the registry, then announce a "
+        "rollback event naming it",
+        {"200": json_answer({"allOf": [schema_ref("Announcement"), {
+            "type": "object", "required": ["status", "name", "version", "previous_version"],
+            "properties": {"status": {"type": "string", "enum": ["rolled_back"]}, "name": {"type": "string"},
+                           "alias": NULLABLE_STRING, "stage": {**STAGE, "nullable": True},
+                           "version": {"type": "string"}, "previous_version": NULLABLE_STRING}}]}, "Rolled back"),
+         "404": error_answer("No such model or version"),
+         "409": error_answer("A pinned MLFLOW_MODEL_VERSION, or no version given and none served before"),
+         "502": _UPSTREAM, "503": _MLFLOW_DOWN},
+        schema_ref("RollbackRequest"), body_required=False)},
     "/api/model/drift": {"get": _read("PSI per feature over the sliding window",
                                       json_answer(schema_ref("Drift"), "Drift"))},
     "/api/model/history": {"get": _read(

@@ -239,6 +239,11 @@ COMPONENTS: dict[str, Any] = {
             "type": "object", "additionalProperties": False, "required": ["version", "stage"],
             "properties": {"version": VERSION, "stage": STAGE, "archive_existing": {"type": "boolean"}},
         },
+        "RollbackRequest": {
+            "type": "object", "additionalProperties": False,
+            "description": "Without version: the registry version this scorer served before the current one.",
+            "properties": {"version": VERSION},
+        },
         "AliasRequest": {
             "type": "object", "additionalProperties": False, "required": ["version"],
             "properties": {"version": VERSION},

@@ -307,6 +307,21 @@ class RegistryOps:
         logger.info("registry: %s @%s -> version %s (was %s)", name, alias, version, previous)
         return {"name": name, "alias": alias, "version": version, "previous_version": previous}
 
+    def rollback(self, name: str, version: str, *, alias: str | None, stage: str | None) -> dict[str, Any]:
+        """Make ``version`` the served one again in the registry: point ``alias`` at it, else (a scorer that
+        serves a stage) move it to ``stage``, archiving the version there.
+
+        Every scorer resolves the registry (at start-up and at every poll), so moving it, not a scorer's memory,
+        is what makes a rollback hold across the fleet, restarts and new instances.
+        """
+        if alias is not None:
+            return {**self.set_alias(name, alias, version), "stage": None}
+        if stage is None:
+            raise ValueError("a rollback needs the alias or the stage the scorers serve")
+        before = self.registry_info(name)["latest_versions"].get(stage)
+        moved = self.transition(name, version, stage, archive_existing=True)
+        return {"name": name, "alias": None, "stage": moved["stage"], "version": version, "previous_version": before}
+
     def delete_alias(self, name: str, alias: str) -> dict[str, Any]:
         """Remove ``alias``; 404 when the model does not have it."""
         validate_model_name(name)

@@ -25,6 +25,7 @@ def setup_routes(app: web.Application) -> None:
     router.add_get("/api/openapi.json", probes.openapi, name="openapi")
     router.add_get("/api/model/info", model.model_info, name="model_info")
     router.add_post("/api/model/reload", audited("reload")(model.model_reload), name="model_reload")
+    router.add_post("/api/model/rollback", audited("rollback")(model.model_rollback), name="model_rollback")
     router.add_get("/api/model/drift", model.model_drift, name="model_drift")
     router.add_get("/api/model/history", model.model_history, name="model_history")
     router.add_get("/api/mlflow/models", registry_views.mlflow_models, name="mlflow_models")

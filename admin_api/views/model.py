@@ -1,4 +1,5 @@
-"""The model being served: /api/model/info, /api/model/reload, /api/model/drift and /api/model/history."""
+"""The model being served: /api/model/info, /api/model/reload, /api/model/rollback, /api/model/drift and
+/api/model/history."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any, Final
 from aiohttp import web
 from confluent_kafka import KafkaException
 
-from admin_api.bodies import ReloadRequestBody, parse_reload, read_body
+from admin_api.bodies import ReloadRequestBody, parse_reload, parse_rollback, read_body
 from admin_api.errors import ApiError, json_response, not_found, unavailable
 from admin_api.history import history_body
 from admin_api.keys import app_reloader_key, registry_key, service_key
@@ -18,7 +19,7 @@ from config.settings import Settings
 from consumer.core.handle import ModelHandle
 from consumer.kafka.topic_reader import read_model_updates
 from consumer.models.reloader import Reloader
-from consumer.state import ReloadResult
+from consumer.state import ReloadResult, ScorerState
 
 RELOAD_TIMEOUT_SECONDS = 120.0
 """How long POST /api/model/reload waits for the reload before answering 504 (the reload goes on)."""
@@ -104,6 +105,43 @@ async def model_reload(request: web.Request) -> web.Response:
         raise ApiError(422, "reload_failed", result.detail, reload=result.as_dict(),
                        model_metadata=_describe(handle))
     return json_response(body)
+
+
+async def model_rollback(request: web.Request) -> web.Response:
+    """Roll the fleet back: move the served alias (or stage) to the version, in the registry, then announce it.
+
+    The registry is what every scorer resolves (at start-up and at every poll), so the rollback holds for a
+    restarted or new instance too; the ``rollback`` event makes the running ones switch now. A broker that does
+    not take the event leaves ``announced: false``: the registry has moved, and every poll converges on it.
+    """
+    settings, state = settings_of(request), state_of(request)
+    wanted = parse_rollback(await read_body(request, allow_empty=True))
+    require_mlflow(settings)
+    model = settings.model
+    if model.version:
+        raise ApiError(409, "pinned_version", f"this scorer serves the pinned version {model.version} "
+                       "(MLFLOW_MODEL_VERSION): there is no alias or stage to roll back; change the pin instead")
+    alias = model.alias or None
+    stage = None if alias else model.stage
+    if alias is None and stage is None:
+        raise ApiError(409, "no_serving_target", "this scorer serves neither an alias (MLFLOW_MODEL_ALIAS) nor a "
+                       "stage (MLFLOW_MODEL_STAGE): nothing in the registry to move back")
+    version = wanted if wanted is not None else _previous_version(state, model.name)
+    if version is None:
+        raise ApiError(409, "nothing_to_roll_back_to", "this scorer has served no other registry version since it "
+                       'started: name the version to roll back to, {"version": "3"}')
+    moved = await asyncio.to_thread(registry_of(request).rollback, model.name, version, alias=alias, stage=stage)
+    announced = await announce(request, type="rollback", model_name=model.name, version=version, alias=alias,
+                               stage=stage)
+    return json_response({"status": "rolled_back", **moved, **announced})
+
+
+def _previous_version(state: ScorerState, name: str) -> str | None:
+    """The registry version this process served before the current one (None: none since start-up)."""
+    previous = state.models.previous
+    if previous is None or previous.source != "registry" or previous.name != name:
+        return None
+    return previous.version
 
 
 def reloader_of(app: web.Application) -> Reloader | None:

@@ -78,6 +78,7 @@ class RegistryPoller(Worker):
             self._problem(f"cannot resolve the configured model: {exc}")
             return None
         self._last_problem = None
+        self.reloader.registry_moved_on(resolved.version)
         current = self.state.models.current
         if not poll_wants_reload(resolved.version, current, self.reloader.rolled_back_from):
             return None

@@ -15,7 +15,7 @@ import queue
 import time
 from collections import OrderedDict
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from config.settings import Settings
@@ -189,7 +189,11 @@ class Reloader(Worker):
             result = ReloadResult("ignored", request.version, f"duplicate event {request.event_id}",
                                   request.event_id)
             return self._report(request, result, slot="champion")
-        slot = classify(request, served_alias=None if model.version else model.alias,
+        # A rollback naming an alias or stage (the admin API's: it moved that alias first) concerns the scorers
+        # serving it, as a promotion would; a bare rollback event concerns every scorer.
+        scoped = request if request.kind != "rollback" or (request.alias is None and request.stage is None) \
+            else replace(request, kind="promoted")
+        slot = classify(scoped, served_alias=None if model.version else model.alias,
                         served_stage=None if model.version or model.alias else model.stage,
                         served_version=model.version,
                         shadow_alias=scorer.shadow_alias if scorer.shadow_enabled else None)
@@ -249,7 +253,7 @@ class Reloader(Worker):
                                   registry_down=isinstance(exc, MlflowUnavailable))
         self.state.on_model_loaded(handle)
         if rollback and current is not None:
-            self.rolled_back_from = current.version
+            self.rolled_back_from = self._held_against_the_registry(current.version)
         elif request.source != "poll" or (self.rolled_back_from is not None
                                           and handle.version != self.rolled_back_from):
             self.rolled_back_from = None
@@ -260,6 +264,27 @@ class Reloader(Worker):
         logger.info("model %s now serving%s: %s in %.2fs", handle.label, was, request.label(), seconds)
         result = ReloadResult("loaded", handle.version, f"{decision.reason}{was}", request.event_id, seconds)
         return self._report(request, result, slot="champion")
+
+    def _held_against_the_registry(self, rolled_back_from: str) -> str | None:
+        """After a rollback: the version to hold the poll off, or None when the registry agrees already.
+
+        The admin API's rollback moves the alias before it announces, so the registry resolves to the version
+        rolled back to and nothing needs holding: a later move of the alias, even back to ``rolled_back_from``,
+        is an operator's decision the poll must follow. A bare rollback event moved nothing: while the
+        registry still points at ``rolled_back_from``, the poll must not undo the rollback.
+        """
+        try:
+            resolved = self.loader.resolve_configured()
+        except ModelError:
+            return rolled_back_from  # the registry cannot say: keep the rollback
+        return rolled_back_from if resolved.version == rolled_back_from else None
+
+    def registry_moved_on(self, resolved_version: str) -> None:
+        """The poll found the configured target on ``resolved_version``: a rollback held off the version it rolled
+        back from only while the registry pointed there."""
+        if self.rolled_back_from is not None and resolved_version != self.rolled_back_from:
+            logger.info("registry moved on from v%s: the rollback no longer holds the poll off", self.rolled_back_from)
+            self.rolled_back_from = None
 
     def _fail(self, request: ReloadRequest, version: str | None, why: str, started: float, *,
               registry_down: bool = False) -> ReloadResult:

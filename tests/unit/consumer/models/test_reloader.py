@@ -209,3 +209,42 @@ def test_a_request_cancelled_while_queued_is_skipped_and_the_worker_lives_on(gat
     assert after.result == "loaded" and state.models.current.version == "1"
     assert loader.loads == ["2", "1"]  # the cancelled request was never loaded
     assert reloader.alive and queued.cancelled()
+
+
+# --- a rollback that moved the registry (issue 12, item 7) ----------------------------------------------
+
+
+def test_a_rollback_the_registry_agrees_with_does_not_hold_the_poll_off(rig: Any) -> None:
+    state, loader, _, reloader = rig
+    loader.aliases["champion"] = "2"
+    reloader.request(alias="champion", kind="promoted").result(5)
+    loader.aliases["champion"] = "1"  # the admin API's rollback moves the alias first, then announces
+    back = reloader.request(kind="rollback", version="1", alias="champion", event_id="rb").result(5)
+    assert back.result == "loaded" and state.models.current.version == "1"
+    assert reloader.rolled_back_from is None
+    # An operator moves the alias back to v2 later: the poll follows the registry.
+    loader.aliases["champion"] = "2"
+    assert reloader.request(alias="champion", version="2", source="poll").result(5).result == "loaded"
+    assert state.models.current.version == "2"
+
+
+def test_a_bare_rollback_holds_until_the_registry_moves_on(rig: Any) -> None:
+    state, loader, _, reloader = rig
+    loader.aliases["champion"] = "2"
+    reloader.request(alias="champion", kind="promoted").result(5)
+    assert reloader.request(kind="rollback", event_id="rb").result(5).result == "loaded"
+    assert reloader.rolled_back_from == "2"  # the registry still points at v2: hold the poll off
+    reloader.registry_moved_on("2")
+    assert reloader.rolled_back_from == "2"
+    reloader.registry_moved_on("1")  # the poll sees the alias on what serves: the registry agrees now
+    assert reloader.rolled_back_from is None
+    assert reloader.request(alias="champion", version="2", source="poll").result(5).result == "loaded"
+
+
+def test_a_rollback_of_another_alias_leaves_the_champion_alone(rig: Any) -> None:
+    state, loader, _, reloader = rig
+    loader.aliases["champion"] = "2"
+    reloader.request(alias="champion", kind="promoted").result(5)
+    other = reloader.request(kind="rollback", version="1", alias="canary", event_id="rb-canary").result(5)
+    assert other.result == "ignored" and "serves @champion" in other.detail
+    assert state.models.current.version == "2"
