@@ -144,8 +144,13 @@ class ScorerState:
         self.metrics.assigned_partitions.set(len(partitions))
 
     def set_lag(self, lag: dict[tuple[str, int], int]) -> None:
+        """The lag of each assigned partition; the gauge series of a partition no longer in it is removed (it
+        moved to another member, which reports it), so no stale lag outlives the assignment."""
         with self._lock:
+            gone = self.lag.keys() - lag.keys()
             self.lag = dict(lag)
+        for topic, partition in gone:
+            self.metrics.consumer_lag.remove(topic, str(partition))  # a series never set: nothing to remove
         for (topic, partition), behind in lag.items():
             self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(behind)
 

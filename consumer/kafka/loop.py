@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from config.runtime import limit_thread_pools
 from config.settings import Settings
@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 0.1
 """With nothing to consume, the loop still checks for stop, fatal errors and acknowledgements this often."""
 LAG_REFRESH_SECONDS = 0.5  # local calls (position, cached watermarks): cheap enough to keep /health current
+COMMITTED_TIMEOUT_SECONDS = 10.0
+MAX_COMMITTED_RETRY_SECONDS = 5.0
 
 
 class ScoringLoop:
@@ -61,6 +63,8 @@ class ScoringLoop:
         self._next_lag_refresh = 0.0
         self._last_cut = 0.0
         """When the last batch was cut (monotonic): the next one gathers until BATCH_MAX_WAIT_MS after it."""
+        self._rebalances = 0
+        """Assign, revoke and lost callbacks so far: a batch gathered across one is dropped (``_next_batch``)."""
 
     # --- life cycle ----------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -127,15 +131,38 @@ class ScoringLoop:
         Counted from the previous cut, not from this batch's first record: records that queued while the last
         batch was scored have waited already, so under load the next batch goes at once with what arrived (its
         size set by the load), while batches are still cut at most once per BATCH_MAX_WAIT_MS (each has a fixed
-        cost). A record never waits for a batch to fill."""
+        cost). A record never waits for a batch to fill.
+
+        A rebalance inside ``consume()`` (its callbacks run there) makes the gathered batch worthless: the first
+        record came from the old assignment, and a partition assigned again is fetched again from its committed
+        offset, so the same offset could be in the batch twice. Such a batch is dropped and rewound, never scored."""
         first = consumer.poll(IDLE_POLL_SECONDS)
         if first is None:
             return []
         more = self.settings.scorer.batch_max_records - 1
         wait = gather_seconds(self._last_cut, time.monotonic(), self.settings.scorer.batch_max_wait_ms)
+        rebalances = self._rebalances
         batch = [first, *consumer.consume(more, wait)] if more else [first]
         self._last_cut = time.monotonic()
+        if self._rebalances != rebalances:
+            self._drop_gathered(consumer, batch)
+            return []
         return batch
+
+    def _drop_gathered(self, consumer: Consumer, messages: list[Message]) -> None:
+        """Drop a batch gathered across a rebalance: seek each of its partitions that is still assigned to its
+        committed offset, where the new assignment started (its pending commit was finished in ``on_revoke``).
+
+        Not to the batch's first offsets: a record from before the rebalance can be older than the committed
+        offset (another member scored it meanwhile) or newer (the commit in flight failed), and either seek
+        would score records twice or never."""
+        gathered = {(m.topic(), m.partition()) for m in messages if m.error() is None}
+        still_assigned = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) in gathered]
+        logger.info("a rebalance happened while a batch of %d gathered: dropped; %s rewound to the committed "
+                    "offsets", len(messages), describe_partitions(still_assigned))
+        if still_assigned:
+            rewind_to_committed(consumer, [TopicPartition(tp.topic, tp.partition) for tp in still_assigned],
+                                self._stop)
 
     def _close(self, consumer: Consumer, strategy: CommitStrategy) -> None:
         strategy.close()
@@ -147,6 +174,7 @@ class ScoringLoop:
 
     # --- rebalance callbacks (run inside consume(), never during a batch) -----------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalances += 1
         self.state.set_assignment(frozenset((tp.topic, tp.partition) for tp in partitions))
         logger.info("assigned %s", describe_partitions(partitions))
 
@@ -154,15 +182,19 @@ class ScoringLoop:
         # The strategy finishes the commit in flight (exactly-once) or commits what is acknowledged
         # (at-least-once) before the partitions move on.
         logger.info("revoked %s", describe_partitions(partitions))
+        self._rebalances += 1
         assert self._strategy is not None
         self._strategy.on_revoke()
         self.state.set_assignment(frozenset())
+        self.state.set_lag({})  # their lag is the new owner's to report
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.warning("lost %s (another member may already own them)", describe_partitions(partitions))
+        self._rebalances += 1
         assert self._strategy is not None
         self._strategy.on_lost()
         self.state.set_assignment(frozenset())
+        self.state.set_lag({})
 
     # --- one batch -----------------------------------------------------------------------------------
     def _process(self, consumer: Consumer, strategy: CommitStrategy, messages: list[Message]) -> None:
@@ -253,6 +285,33 @@ def gather_seconds(last_cut: float, now: float, batch_max_wait_ms: int) -> float
     """How long a batch whose first record is in hand may gather more: until BATCH_MAX_WAIT_MS after the previous
     batch was cut (``last_cut``), so 0 after a quiet spell or a batch that took longer than the wait."""
     return max(0.0, last_cut + batch_max_wait_ms / 1000 - now)
+
+
+def rewind_to_committed(consumer: Consumer, partitions: list[TopicPartition], stop: threading.Event) -> None:
+    """Seek ``partitions`` to their committed offsets (the beginning where none is: ``auto.offset.reset``).
+
+    Reading the committed offsets asks the group coordinator: retried until it answers or the scorer stops (then
+    nothing more is consumed). A seek that fails is fatal: that partition's position would be past records that
+    were never scored."""
+    failures = 0
+    while True:
+        try:
+            committed = consumer.committed(partitions, timeout=COMMITTED_TIMEOUT_SECONDS)
+            break
+        except KafkaException as exc:
+            failures += 1
+            if failures == 1:
+                logger.warning("reading the committed offsets of %s: %s (retrying)", describe_partitions(partitions),
+                               exc)
+            if stop.wait(min(MAX_COMMITTED_RETRY_SECONDS, 0.1 * 2 ** failures)):
+                return
+    for tp in committed:
+        offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+        try:
+            consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        except KafkaException as exc:
+            raise ScorerFatalError(f"could not rewind {tp.topic}[{tp.partition}] to its committed offset {offset} "
+                                   f"after a rebalance: {exc}") from exc
 
 
 def describe_partitions(partitions: Sequence[TopicPartition]) -> str:

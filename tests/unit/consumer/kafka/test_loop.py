@@ -169,11 +169,12 @@ class RecordingProducer:
         self.calls.append("commit")
 
 
-def run_on_fakes(monkeypatch: pytest.MonkeyPatch, guarantee: str) -> tuple[ScoringLoop, ScriptedConsumer,
-                                                                             RecordingProducer]:
+def run_on_fakes(monkeypatch: pytest.MonkeyPatch, guarantee: str,
+                 consumer_class: type[ScriptedConsumer] = ScriptedConsumer,
+                 ) -> tuple[ScoringLoop, ScriptedConsumer, RecordingProducer]:
     ScriptedConsumer.made.clear()
     RecordingProducer.made.clear()
-    monkeypatch.setattr(loop, "Consumer", ScriptedConsumer)
+    monkeypatch.setattr(loop, "Consumer", consumer_class)
     monkeypatch.setattr(producer, "Producer", RecordingProducer)
     s = settings(**{"scorer.processing_guarantee": guarantee})
     state = ScorerState(s)
@@ -208,3 +209,156 @@ def test_run_exactly_once_commits_each_batch_in_a_transaction_and_finishes_it_be
     assert consumer.commits == []  # the offsets went in the transactions
     assert scoring.state.counts["consumed"] == 2 and scoring.state.counts["dead_lettered"] == 2
     assert consumer.closed and scoring.abandoned_clients == 0
+
+
+# --- the lag gauge of a partition that moved (issue 12, item 5) --------------------------------------------------
+
+class LaggingConsumer(ScriptedConsumer):
+    """5,000 records behind on t[0] while it is assigned; then t[0] is revoked."""
+
+    lag_reads = 0
+
+    def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
+        self.lag_reads += 1
+        return (0, 5007)
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+def test_the_lag_series_of_a_revoked_partition_is_removed(monkeypatch: pytest.MonkeyPatch, guarantee: str) -> None:
+    scoring, consumer, _ = run_on_fakes(monkeypatch, guarantee, LaggingConsumer)
+    assert isinstance(consumer, LaggingConsumer)
+    registry = scoring.state.metrics.registry
+    # The lag was read while t[0] was assigned ...
+    assert consumer.lag_reads, "the lag was never read"
+    # ... and once t[0] moved on, neither /health nor the gauge keeps its last value.
+    assert scoring.state.total_lag() == 0
+    assert registry.get_sample_value("housing_scorer_consumer_lag", {"topic": "t", "partition": "0"}) is None
+
+
+def test_a_partition_left_out_of_a_lag_refresh_loses_its_series() -> None:
+    state = ScorerState(settings())
+    state.set_lag({("t", 0): 5000, ("t", 1): 3})
+    state.set_lag({("t", 1): 4})  # t[0] moved to another member between two refreshes
+    registry = state.metrics.registry
+    assert registry.get_sample_value("housing_scorer_consumer_lag", {"topic": "t", "partition": "0"}) is None
+    assert registry.get_sample_value("housing_scorer_consumer_lag", {"topic": "t", "partition": "1"}) == 4
+    assert state.total_lag() == 4
+
+
+# --- a rebalance while a batch gathers (issue 12, item 4) ---------------------------------------------------------
+
+class NumberedMessage(FakeMessage):
+    """A record rejected at decode whose value names its offset, so each dead letter says which record it is."""
+
+    def value(self) -> bytes:
+        return f"not json {self._offset}".encode()
+
+
+class RebalancingConsumer:
+    """t[0] holds offsets 5 and 6, committed offset 5. poll() hands out the record at the position; the first
+    consume() after it revokes and re-assigns t[0] (a quick rebalance: the fetch starts again at the committed
+    offset) and then hands out what follows. Once the log is read, t[0] is revoked and the loop stopped."""
+
+    made: list[RebalancingConsumer] = []
+    loop: ScoringLoop | None = None
+    END = 7
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.committed_offset = self.next_offset = 5
+        self.assigned: list[TopicPartition] = []
+        self.rebalanced = False
+        self.seeks: list[tuple[str, int, int]] = []
+        self.closed = False
+        RebalancingConsumer.made.append(self)
+
+    def subscribe(self, topics: list[str], *, on_assign: Any, on_revoke: Any, on_lost: Any) -> None:
+        self.on_assign, self.on_revoke = on_assign, on_revoke
+
+    def _assign(self) -> None:
+        self.assigned = [TopicPartition("t", 0)]
+        self.next_offset = self.committed_offset
+        self.on_assign(self, self.assigned)
+
+    def _take(self, count: int) -> list[NumberedMessage]:
+        taken = []
+        while len(taken) < count and self.next_offset < self.END:
+            taken.append(NumberedMessage(0, self.next_offset))
+            self.next_offset += 1
+        return taken
+
+    def poll(self, timeout: float) -> NumberedMessage | None:
+        if not self.assigned:
+            self._assign()
+        if self.next_offset < self.END:
+            return self._take(1)[0]
+        self.on_revoke(self, self.assigned)
+        self.assigned = []
+        assert self.loop is not None
+        self.loop.stop()
+        return None
+
+    def consume(self, num_messages: int, timeout: float) -> list[NumberedMessage]:
+        if not self.rebalanced:
+            self.rebalanced = True
+            self.on_revoke(self, self.assigned)
+            self.assigned = []
+            self._assign()
+        return self._take(num_messages)
+
+    def committed(self, partitions: list[TopicPartition], timeout: float | None = None) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.committed_offset) for tp in partitions]
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.topic, tp.partition, tp.offset))
+        self.next_offset = tp.offset
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        self.committed_offset = offsets[0].offset
+
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+    def assignment(self) -> list[TopicPartition]:
+        return self.assigned
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.next_offset) for tp in partitions]
+
+    def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
+        return (0, self.END)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class ValueRecordingProducer(RecordingProducer):
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.values: list[bytes] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, headers: Any, on_delivery: Any = None) -> None:
+        self.values.append(value)
+        super().produce(topic, value, key, headers, on_delivery)
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+def test_a_batch_that_gathered_across_a_rebalance_is_dropped_and_rewound(monkeypatch: pytest.MonkeyPatch,
+                                                                         guarantee: str) -> None:
+    RebalancingConsumer.made.clear()
+    RecordingProducer.made.clear()
+    monkeypatch.setattr(loop, "Consumer", RebalancingConsumer)
+    monkeypatch.setattr(producer, "Producer", ValueRecordingProducer)
+    s = settings(**{"scorer.processing_guarantee": guarantee})
+    state = ScorerState(s)
+    state.models.swap(ModelHandle(model=None, name="m", version="1"))  # type: ignore[arg-type]
+    scoring = ScoringLoop(s, state)
+    monkeypatch.setattr(RebalancingConsumer, "loop", scoring)
+    scoring.run()
+    [consumer], [made] = RebalancingConsumer.made, RecordingProducer.made
+    assert isinstance(made, ValueRecordingProducer)
+    # The first batch had offset 5 from before the rebalance and 5, 6 fetched again after it: scored, offset 5
+    # would have gone out twice in one transaction. Dropped and rewound instead; each offset is scored once.
+    assert made.values == [b"not json 5", b"not json 6"]
+    assert consumer.seeks == [("t", 0, 5)]
+    assert scoring.state.counts["consumed"] == 2 and scoring.state.counts["dead_lettered"] == 2
