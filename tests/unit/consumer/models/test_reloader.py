@@ -241,6 +241,20 @@ def test_a_bare_rollback_holds_until_the_registry_moves_on(rig: Any) -> None:
     assert reloader.request(alias="champion", version="2", source="poll").result(5).result == "loaded"
 
 
+def test_any_later_load_other_than_the_poll_ends_a_rollback_hold(rig: Any) -> None:
+    """After a rollback, an operator's or an event's load ends the hold: the poll follows the registry again."""
+    state, loader, _, reloader = rig
+    loader.aliases["champion"] = "2"
+    reloader.request(alias="champion", kind="promoted").result(5)
+    assert reloader.request(kind="rollback", event_id="rb").result(5).result == "loaded"
+    assert reloader.rolled_back_from == "2"
+    assert reloader.request(version="3", source="admin_api").result(5).result == "loaded"  # a pin, not the poll
+    assert reloader.rolled_back_from is None
+    # The registry still says v2: with the hold gone, the poll moves the scorer there.
+    assert reloader.request(alias="champion", version="2", source="poll").result(5).result == "loaded"
+    assert state.models.current.version == "2"
+
+
 def test_a_rollback_of_another_alias_leaves_the_champion_alone(rig: Any) -> None:
     state, loader, _, reloader = rig
     loader.aliases["champion"] = "2"
