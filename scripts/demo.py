@@ -240,7 +240,7 @@ def main() -> int:
     stream_csv = demo_stream_csv(stack.home)
     step(4, f"Stream {fmt_count(STREAM_COUNT)} housing records in random order (1% malformed on purpose)")
     run([str(BIN / "housing-produce"), "--csv", str(stream_csv), "--count", str(STREAM_COUNT), "--rate", "4000",
-         "--bad-fraction", "0.01", "--seed", str(int(time.time()))], env=env)
+         "--bad-fraction", "0.01", "--seed", str(int(time.time())), "--log-level", "WARNING"], env=env)
 
     step(5, "Predictions and dead letters")
     wait_until(lambda: _lag_zero(), 60, 0.5)
