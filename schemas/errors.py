@@ -14,7 +14,8 @@ logger = logging.getLogger(__name__)
 DECODE: Final = "decode"
 VALIDATE: Final = "validate"
 PREDICT: Final = "predict"
-STAGES: Final = (DECODE, VALIDATE, PREDICT)
+PRODUCE: Final = "produce"
+STAGES: Final = (DECODE, VALIDATE, PREDICT, PRODUCE)
 
 REASONS: Final[dict[str, str]] = {
     # decode stage: the bytes are not a HousingRecord at all
@@ -45,6 +46,10 @@ REASONS: Final[dict[str, str]] = {
     # predict stage: reported by consumer/core/scoring.py
     "predict_failed": "the model raised while predicting this record",
     "non_finite_prediction": "the model returned NaN or an infinite value for this record",
+    # produce stage: reported by consumer/core/scoring.py for the Kafka layer
+    "output_too_large": "the record's prediction is too large to produce: larger than the producer's "
+    "message.max.bytes, or refused by the broker as larger than the predictions topic's max.message.bytes "
+    "(a huge message key: the prediction keeps the input's key)",
 }
 
 MAX_MESSAGE_CHARS: Final = 300

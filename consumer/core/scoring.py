@@ -5,15 +5,17 @@ strategy (consumer/kafka/commit.py) produces the returned ``Scored`` values to t
 ``Rejected`` values to the dead-letter topic. Per record the work is decode + validate (cheap, plain
 Python); the model is called once per batch on the batch's feature columns (no DataFrame unless the model
 needs one). Only if that call raises is the batch re-predicted record by record, to find and reject the
-records the model cannot score without losing the others.
+records the model cannot score without losing the others. A prediction too large to produce (it keeps its
+input's key, which can be huge) is not produced: its input is a dead letter (``output_too_large``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -22,12 +24,19 @@ from consumer.core.features import FeatureColumns, row_count, take_rows, to_colu
 from consumer.core.handle import ModelHandle
 from schemas import clock, topics
 from schemas.codecs import PredictionEncoder, PredictionJsonWriter, RecordDecoder, WireFormat
-from schemas.errors import PREDICT, SchemaError
-from schemas.validation import validate_record
+from schemas.errors import MAX_MESSAGE_CHARS, PREDICT, PRODUCE, SchemaError
+from schemas.validation import MAX_RECORD_ID_CHARS, validate_record
 
 logger = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
+Position = tuple[str, int, int]
+"""Where a record was consumed: topic, partition, offset."""
+
+KEY_DIGEST_PREFIX = "key-sha256:"
+"""A key longer than ``MAX_RECORD_ID_CHARS`` stands in record ids (and too-large dead letters' keys) as this prefix
+and the key's SHA-256 in hex: stable, so the same key always gives the same id."""
+OUTPUT_TOO_LARGE = "output_too_large"
 
 
 class Incoming(NamedTuple):
@@ -93,16 +102,40 @@ It runs on the scoring thread: it must be quick (hand work to a queue) and never
 
 
 
+def key_digest(key: bytes) -> str:
+    """``key-sha256:<hex>``: the id that stands for a key too long to be one."""
+    return KEY_DIGEST_PREFIX + hashlib.sha256(key).hexdigest()
+
+
 def _record_id(record: dict[str, Any], msg: Incoming) -> str:
+    """The record's ``record_id``; else its key (UTF-8), bounded like the field itself: a key over 256 characters
+    becomes ``key-sha256:<hex>``; else its position ``topic-partition-offset``."""
     record_id = record["record_id"]
     if record_id:
         return str(record_id)
     if msg.key:
         try:
-            return msg.key.decode("utf-8")
+            text = msg.key.decode("utf-8")
         except UnicodeDecodeError:
             pass
+        else:
+            return text if len(text) <= MAX_RECORD_ID_CHARS else key_digest(msg.key)
     return f"{msg.topic}-{msg.partition}-{msg.offset}"
+
+
+def output_size(key: bytes | None, value: bytes, headers: Headers) -> int:
+    """Bytes of a message as the producer counts them against ``message.max.bytes``: key, value and headers."""
+    return len(key or b"") + len(value) + sum(len(name) + len(data) for name, data in headers)
+
+
+def _too_large(msg: Incoming, message: str, model: ModelHandle) -> Rejected:
+    """The dead letter of a record whose prediction cannot be produced. Its key is the input's, unless that key
+    is over 256 bytes (the usual cause): then ``key-sha256:<hex>``, which keeps the dead letter small enough to
+    be produced; ``dlq.source.*`` still point at the original message."""
+    rejected = _reject(msg, OUTPUT_TOO_LARGE, PRODUCE, message[:MAX_MESSAGE_CHARS], model)
+    if msg.key is not None and len(msg.key) > MAX_RECORD_ID_CHARS:
+        rejected = rejected._replace(key=key_digest(msg.key).encode())
+    return rejected
 
 
 def _reject(msg: Incoming, reason: str, stage: str, message: str, model: ModelHandle | None = None) -> Rejected:
@@ -118,6 +151,17 @@ def _reject(msg: Incoming, reason: str, stage: str, message: str, model: ModelHa
         headers.append((topics.HEADER_MODEL_NAME, model.name.encode()))
         headers.append((topics.HEADER_MODEL_VERSION, model.version.encode()))
     return Rejected(msg.key, msg.value or b"", headers, msg, reason, stage, message)
+
+
+def _output_too_large(msg: Incoming, value: bytes, headers: Headers, max_output_bytes: int | None,
+                      refused: Mapping[Position, str] | None) -> str | None:
+    """Why this prediction cannot be produced, or None (the usual case: two cheap checks)."""
+    if refused and (why := refused.get((msg.topic, msg.partition, msg.offset))) is not None:
+        return why
+    if max_output_bytes is not None and (size := output_size(msg.key, value, headers)) > max_output_bytes:
+        return (f"the prediction is {size:,} bytes (key {len(msg.key or b''):,}), over the producer's "
+                f"message.max.bytes {max_output_bytes:,}")
+    return None
 
 
 def _predict_all(model: ModelHandle, features: FeatureColumns) -> np.ndarray:
@@ -162,6 +206,8 @@ def score_batch(
     encoder: PredictionEncoder,
     shadow: ModelHandle | None = None,
     now_ms: Callable[[], int] = clock.now_ms,
+    max_output_bytes: int | None = None,
+    refused: Mapping[Position, str] | None = None,
 ) -> BatchResult:
     """Decode, validate, predict and encode one batch.
 
@@ -171,6 +217,10 @@ def score_batch(
     :param encoder: encodes predictions in each input's wire format.
     :param shadow: optional second model scored on the same columns; its failures are swallowed.
     :param now_ms: clock for ``scored_at`` (read once per batch).
+    :param max_output_bytes: a prediction larger than this (key + value + headers; the producer's
+        ``message.max.bytes``) is not produced: its input is dead-lettered as ``output_too_large``.
+    :param refused: inputs whose prediction the broker refused as too large when their batch was produced
+        before (position -> why): dead-lettered as ``output_too_large`` now.
     :returns: scored and rejected messages, each in input order, plus the scored records' feature columns.
     :raises RegistryUnavailableError: the schema registry could not be asked; nothing should be
         committed for this batch.
@@ -258,6 +308,10 @@ def score_batch(
                 (topics.HEADER_MODEL_VERSION, model.version.encode()),
                 (topics.HEADER_FORMAT, fmt.value.encode()),
             ]
+        too_large = _output_too_large(msg, value, headers[fmt], max_output_bytes, refused)
+        if too_large is not None:
+            rejected.append((index, _too_large(msg, too_large, model)))
+            continue
         # a fresh list per message: producers may append their own headers
         scored.append(Scored(msg.key, value, list(headers[fmt]), msg, record_id, prediction))
         kept_rows.append(row)

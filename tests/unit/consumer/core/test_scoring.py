@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from typing import Any
@@ -433,3 +434,56 @@ def test_scored_headers_are_independent_lists(pipeline: Pipeline) -> None:
 
 def test_registry_fixture_type() -> None:
     assert isinstance(registry_client("mock://x"), SchemaRegistryClient)
+
+
+# --- bounded record ids and outputs too large for their topic (issue 12, item 8) -----------------------------------
+
+def _digest(key: bytes) -> str:
+    return "key-sha256:" + hashlib.sha256(key).hexdigest()
+
+
+def test_a_key_longer_than_the_record_id_limit_becomes_a_stable_digest_id(pipeline: Pipeline) -> None:
+    base = {k: v for k, v in good_record(0).items() if k != "record_id"}
+    long_key, limit_key = b"k" * 800_000, b"x" * 256
+    batch = [_msg(_json(base), 1, key=long_key), _msg(_json(base), 2, key=limit_key),
+             _msg(_json(base), 3, key=long_key)]
+    result = _score(batch, _handle(pipeline))
+    # 256 characters is the record_id field's own limit: kept; anything longer is a digest of the key's bytes,
+    # the same for the same key, so the prediction no longer carries the key twice.
+    assert [s.record_id for s in result.scored] == [_digest(long_key), "x" * 256, _digest(long_key)]
+    assert json.loads(result.scored[0].value)["record_id"] == _digest(long_key)
+    assert len(result.scored[0].value) < 2000
+    assert [s.key for s in result.scored] == [long_key, limit_key, long_key]  # the input's key, unchanged
+
+
+def test_an_output_over_max_output_bytes_is_dead_lettered_as_output_too_large(pipeline: Pipeline) -> None:
+    records = [good_record(i) for i in range(3)]
+    huge_key = b"h" * 1_100_000
+    batch = [_msg(_json(records[0]), 1, key=b"a"), _msg(_json(records[1]), 2, key=huge_key),
+             _msg(_json(records[2]), 3, key=b"c")]
+    result = _score(batch, _handle(pipeline), max_output_bytes=1_000_000)
+    assert [s.source.offset for s in result.scored] == [1, 3]
+    [rejected] = result.rejected
+    headers = dict(rejected.headers)
+    assert (rejected.reason, rejected.stage) == ("output_too_large", "produce")
+    assert headers[topics.HEADER_DLQ_REASON] == b"output_too_large" and headers[topics.HEADER_DLQ_STAGE] == b"produce"
+    assert b"1,000,000" in headers[topics.HEADER_DLQ_MESSAGE]
+    assert rejected.value == batch[1].value  # the original bytes
+    assert rejected.key == _digest(huge_key).encode()  # a key this long would not fit the DLQ either
+    # The monitors see only what was scored.
+    assert row_count(result.features) == 2 and result.predictions.shape == (2,)
+    np.testing.assert_allclose(result.predictions, _expected(pipeline, [records[0], records[2]]))
+
+
+def test_a_prediction_the_broker_refused_is_dead_lettered_when_scored_again(pipeline: Pipeline) -> None:
+    records = [good_record(i) for i in range(3)]
+    batch = [_msg(_json(records[i]), 10 + i, key=f"k{i}".encode()) for i in range(3)]
+    refused = {("housing.records", 2, 11): "the broker refused its prediction as too large"}
+    result = _score(batch, _handle(pipeline), refused=refused)
+    assert [s.source.offset for s in result.scored] == [10, 12]
+    [rejected] = result.rejected
+    assert rejected.reason == "output_too_large" and rejected.key == b"k1"  # a short key stays the input's
+    assert b"refused its prediction" in dict(rejected.headers)[topics.HEADER_DLQ_MESSAGE]
+    # Positions of other partitions or topics are someone else's.
+    other = _score(batch, _handle(pipeline), refused={("housing.records", 3, 11): "x", ("other", 2, 11): "x"})
+    assert len(other.scored) == 3 and not other.rejected
