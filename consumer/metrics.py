@@ -95,6 +95,9 @@ class ScorerMetrics:
                                   ["topic", "partition"], registry=r)
         self.transactions = Counter("housing_scorer_transactions", "Batch transactions by result", ["result"],
                                     registry=r)
+        self.producer_replacements = Counter("housing_scorer_producer_replacements",
+                                             "Transactional producers replaced by a new one, by reason", ["reason"],
+                                             registry=r)
         self.reloads = Counter("housing_scorer_reloads", "Model reload attempts by result", ["result"], registry=r)
         self.reload_seconds = Histogram("housing_scorer_reload_seconds", "Resolve + load + check time",
                                         buckets=LATENCY_BUCKETS, registry=r)

@@ -182,8 +182,10 @@ class ScorerState:
     # --- read by the admin API ---------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        """A model is loaded and the consumer holds its assignment."""
-        return self.models.current is not None and self.consumer_running and self.assignment_received
+        """A model is loaded, the consumer holds its assignment, and Kafka is not known to be away (``kafka_error``
+        set while ``kafka_connected`` is False)."""
+        return (self.models.current is not None and self.consumer_running and self.assignment_received
+                and (self.kafka_connected or self.kafka_error is None))
 
     def total_lag(self) -> int:
         with self._lock:

@@ -4,10 +4,12 @@ scored batch's outputs and its input offsets reach Kafka. The loop picks one per
 
 - ``exactly_once`` (default, ``ExactlyOnceCommit``): a transactional producer; the batch's outputs and its input
   offsets go in one transaction (KIP-447: offsets sent with the consumer's group metadata, so a zombie instance
-  is fenced by the group generation). A failed batch is aborted and the consumer rewound to the batch start, so
-  it is scored again; downstream ``read_committed`` readers see each output exactly once. The commit of batch N
-  runs on a worker thread while batch N+1 is consumed and scored; N+1 is produced only once N is committed
-  (one transaction at a time), and if N fails, N+1 is rewound with it.
+  is fenced by the group generation). A failed batch is aborted and every assigned partition sought to its
+  committed offset as the broker has it (``rewind_to_committed``: never to positions remembered in memory), so
+  what was not committed is scored again and what was, never; downstream ``read_committed`` readers see each
+  output exactly once. The commit of batch N runs on a worker thread while batch N+1 is consumed and scored;
+  N+1 is produced only once N is committed (one transaction at a time), and if N fails, N+1 is rewound with it.
+  A broker that does not answer is waited out, however long (``TransactionalProducer``).
 - ``at_least_once`` (``AtLeastOnceCommit``): idempotent producer; the loop does not wait for acknowledgements.
   Each batch's outputs are produced and the loop moves on; a batch's input offsets are committed
   (asynchronously) once every output of it and of every batch before it is acknowledged. An output the broker
@@ -34,7 +36,9 @@ from config.settings import Settings
 from consumer.core.handle import ModelHandle
 from consumer.core.scoring import BatchResult, Incoming
 from consumer.errors import BatchFailed, ScorerFatalError, TransactionStuck
+from consumer.kafka.oversize import TOO_LARGE_CODES, RefusedOutputs
 from consumer.kafka.policy import batch_position
+from consumer.kafka.positions import rewind, rewind_to_committed
 from consumer.kafka.producer import (
     COMMIT_DEADLINE_SECONDS,
     SEND_OFFSETS_DEADLINE_SECONDS,
@@ -67,12 +71,15 @@ class CommitStrategy(ABC):
     """
 
     def __init__(self, settings: Settings, state: ScorerState, consumer: Consumer, *, on_done: BatchDone,
-                 on_failure: BatchFailure) -> None:
+                 on_failure: BatchFailure, refused: RefusedOutputs | None = None) -> None:
+        """:param refused: told of each prediction the broker refuses as too large (its input is dead-lettered
+            when scored again); None: not watched."""
         self.settings = settings
         self.state = state
         self._consumer = consumer
         self._on_done = on_done
         self._on_failure = on_failure
+        self._refused = refused
 
     @abstractmethod
     def start(self) -> None:
@@ -115,6 +122,10 @@ class CommitStrategy(ABC):
     def _rewind(self, batch: Sequence[Incoming]) -> None:
         rewind(self._consumer, batch)
 
+    def _watch(self, result: BatchResult) -> Callable[[KafkaError | None, Message], None] | None:
+        """The delivery callback that notes the predictions of ``result`` refused as too large."""
+        return self._refused.watch(result) if self._refused is not None else None
+
 
 class PendingCommit:
     """Exactly-once: a batch produced in a transaction whose commit runs on the worker."""
@@ -131,10 +142,11 @@ class ExactlyOnceCommit(CommitStrategy):
     next batch is consumed and scored; one transaction at a time."""
 
     def __init__(self, settings: Settings, state: ScorerState, consumer: Consumer, producer: TransactionalProducer,
-                 *, on_done: BatchDone, on_failure: BatchFailure) -> None:
-        super().__init__(settings, state, consumer, on_done=on_done, on_failure=on_failure)
+                 *, on_done: BatchDone, on_failure: BatchFailure, refused: RefusedOutputs | None = None) -> None:
+        super().__init__(settings, state, consumer, on_done=on_done, on_failure=on_failure, refused=refused)
         self._producer = producer
         self._pending: PendingCommit | None = None
+        producer.attach(state)  # an outage shows on /health and /ready, replacements in the metrics
 
     def start(self) -> None:
         self._producer.init_transactions()
@@ -145,60 +157,80 @@ class ExactlyOnceCommit(CommitStrategy):
 
         :raises BatchFailed: this batch, or the previous one whose commit failed (this one rewound with it).
         """
-        self.finish_pending(also_rewind=batch)  # one transaction at a time
+        self.finish_pending()  # one transaction at a time; a failure rewinds every partition, this batch's too
         producer, consumer = self._producer.client, self._consumer
         worker, topics = self._producer.worker(), self.settings.topics
         offsets = next_offsets(batch)
-        with self._failing_as_batch(batch):
+        with self._failing_as_batch():
             producer.begin_transaction()
-            self._producer.produce_all(result, topics.predictions, topics.dead_letter)
+            self._producer.produce_all(result, topics.predictions, topics.dead_letter,
+                                       on_delivery=self._watch(result))
             group_metadata = consumer.consumer_group_metadata()
             worker.run(lambda: producer.send_offsets_to_transaction(offsets, group_metadata, 30),
                        SEND_OFFSETS_DEADLINE_SECONDS)
-        self._pending = PendingCommit(batch, result, handle, started, worker.submit(self._producer.commit_transaction))
+        outcome, commit_transaction = CallOutcome(), self._producer.commit_transaction
+        # The commit reports progress on its outcome while it waits for a broker that does not answer, so it is
+        # waited for as long as the outage lasts and taken as stuck only when a call inside it never returns.
+        worker.submit(lambda: commit_transaction(outcome.progress), outcome)
+        self._pending = PendingCommit(batch, result, handle, started, outcome)
 
-    def finish_pending(self, also_rewind: Sequence[Incoming] = ()) -> None:
+    def finish_pending(self, *, rewind: bool = True) -> None:
         """Wait for the commit in flight; on success count and observe its batch.
 
-        :param also_rewind: a batch consumed after it and not produced: rewound with it if it failed.
-        :raises BatchFailed: the commit failed; the transaction was aborted and both batches rewound.
+        :param rewind: after a failure, seek every assigned partition to its committed offset. False in a
+            rebalance callback and at shutdown: every partition is leaving (eager assignment, the consumer's
+            default), and whoever consumes it next starts from its committed offset.
+        :raises BatchFailed: the commit failed; the transaction was aborted and the consumer rewound (with the
+            batch consumed meanwhile, not produced yet).
         """
         pending, self._pending = self._pending, None
         if pending is None:
             return
-        with self._failing_as_batch([*pending.batch, *also_rewind]):
+        with self._failing_as_batch(rewind=rewind):
             finish(pending.outcome, COMMIT_DEADLINE_SECONDS)
         self.state.metrics.transactions.labels(result="committed").inc()
         self._producer.committed()
         self._on_done(pending.batch, pending.result, pending.handle, pending.started)
 
     @contextlib.contextmanager
-    def _failing_as_batch(self, records: list[Incoming]) -> Iterator[None]:
-        """A transactional call that fails or gets stuck: recover the producer, rewind ``records``, BatchFailed."""
+    def _failing_as_batch(self, *, rewind: bool = True) -> Iterator[None]:
+        """A transactional call that fails or gets stuck: recover the producer (abort, or a new producer), position
+        the consumer from the committed offsets, BatchFailed."""
         try:
             yield
         except TransactionStuck as exc:
             self._producer.abandon(exc)
-            self._rewind(records)
+            if rewind:
+                self._rewind_to_committed()
             raise BatchFailed(str(exc)) from exc
         except KafkaException as exc:
             self._producer.abort(exc)
-            self._rewind(records)
+            if exc.args[0].code() in TOO_LARGE_CODES:
+                # An output the broker refused leaves a gap in the producer's sequence numbers: the next
+                # transaction of the same producer fails with OUT_OF_ORDER_SEQUENCE_NUMBER. A new one does not.
+                self._producer.replace(exc.args[0], counted=False)
+            if rewind:
+                self._rewind_to_committed()
             raise BatchFailed(str(exc)) from exc
 
+    def _rewind_to_committed(self) -> None:
+        rewind_to_committed(self._consumer, self._producer.clock, self._producer.outage)
+
     def _finish_pending_or_rewind(self, *, backoff: bool = True) -> None:
+        """Settle the commit in flight. ``backoff`` False (a rebalance callback, shutdown): a failure is reported,
+        never raised, and the consumer is not sought (see ``finish_pending``)."""
         pending = self._pending
         if pending is None:
             return
         try:
-            self.finish_pending()
+            self.finish_pending(rewind=backoff)
         except BatchFailed as exc:
             if backoff:
                 self._on_failure(pending.batch, exc)
             else:  # in a rebalance callback or at shutdown: report, never raise out of it
                 self.state.metrics.transactions.labels(result="aborted").inc()
-                logger.warning("batch of %d at %s aborted and rewound: %s", len(pending.batch),
-                               batch_position(pending.batch), exc)
+                logger.warning("batch of %d at %s aborted; its records are consumed again from the committed "
+                               "offsets: %s", len(pending.batch), batch_position(pending.batch), exc)
 
     def settle(self) -> None:
         if self._pending is not None and self._pending.outcome.done:
@@ -240,27 +272,33 @@ class DeliveryFailed(BatchFailed):
 class InFlightBatch:
     """At-least-once: a batch whose outputs are produced; its offsets are committed once all are acknowledged."""
 
-    __slots__ = ("batch", "errors", "offsets", "pending")
+    __slots__ = ("batch", "errors", "offsets", "on_refusal", "pending")
 
-    def __init__(self, batch: list[Incoming], offsets: list[TopicPartition], outputs: int) -> None:
+    def __init__(self, batch: list[Incoming], offsets: list[TopicPartition], outputs: int,
+                 on_refusal: Callable[[KafkaError | None, Message], None] | None = None) -> None:
+        """:param on_refusal: told of each output the broker refused (``RefusedOutputs.watch``)."""
         self.batch = batch
         self.offsets = offsets
         self.pending = outputs
         self.errors: list[KafkaError] = []
+        self.on_refusal = on_refusal
 
     def on_delivery(self, error: KafkaError | None, message: Message) -> None:
         self.pending -= 1
         if error is not None:
             self.errors.append(error)
+            if self.on_refusal is not None:
+                self.on_refusal(error, message)
 
 
 class AtLeastOnceCommit(CommitStrategy):
     """Produce and move on; commit the offsets of the leading batches whose outputs are all acknowledged."""
 
     def __init__(self, settings: Settings, state: ScorerState, consumer: Consumer, producer: OutputProducer,
-                 stop: threading.Event, *, on_done: BatchDone, on_failure: BatchFailure) -> None:
+                 stop: threading.Event, *, on_done: BatchDone, on_failure: BatchFailure,
+                 refused: RefusedOutputs | None = None) -> None:
         """:param stop: the scorer's stop event: back-pressure stops waiting for acknowledgements then."""
-        super().__init__(settings, state, consumer, on_done=on_done, on_failure=on_failure)
+        super().__init__(settings, state, consumer, on_done=on_done, on_failure=on_failure, refused=refused)
         self._producer = producer
         self._stop = stop
         self._in_flight: deque[InFlightBatch] = deque()
@@ -282,7 +320,7 @@ class AtLeastOnceCommit(CommitStrategy):
         producer = self._producer.client
         topics = self.settings.topics
         offsets = next_offsets(batch)
-        flight = InFlightBatch(batch, offsets, len(result.scored) + len(result.rejected))
+        flight = InFlightBatch(batch, offsets, len(result.scored) + len(result.rejected), self._watch(result))
         self._in_flight.append(flight)  # first: a failure found while waiting below rewinds this batch too
         while len(self._in_flight) > MAX_BATCHES_IN_FLIGHT and not self._stop.is_set():
             producer.poll(0.05)  # back-pressure: wait for acknowledgements before producing more
@@ -395,18 +433,3 @@ def next_offsets(batch: Sequence[Incoming]) -> list[TopicPartition]:
     for incoming in batch:
         last[(incoming.topic, incoming.partition)] = incoming.offset
     return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]
-
-
-def rewind(consumer: Consumer, batch: Sequence[Incoming]) -> None:
-    """Seek each partition of the batch back to its first record, so the batch is consumed again."""
-    first: dict[tuple[str, int], int] = {}
-    for incoming in batch:
-        first.setdefault((incoming.topic, incoming.partition), incoming.offset)
-    assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
-    for (topic, partition), offset in first.items():
-        if (topic, partition) not in assigned:
-            continue  # revoked meanwhile: its new owner starts from the committed offset
-        try:
-            consumer.seek(TopicPartition(topic, partition, offset))
-        except KafkaException as exc:
-            logger.warning("could not rewind %s[%d] to %d: %s", topic, partition, offset, exc)

@@ -2,10 +2,17 @@
 
 ``OutputProducer`` produces a batch's predictions and dead letters (at-least-once uses it as it is).
 ``TransactionalProducer`` adds what exactly-once needs: ``init_transactions``, a worker thread for the blocking
-transactional calls (``ProducerWorker``: a call stuck inside librdkafka is given up on past its deadline), the
-commit with its retries, and the recovery of a failed transaction: abort it, replace a producer that failed
+transactional calls (``ProducerWorker``: a call stuck inside librdkafka is given up on once it makes no progress
+for its deadline), the commit, and the recovery of a failed transaction: abort it, replace a producer that failed
 fatally or may hold a stale coordinator (a new producer with the same transactional.id fences the old one), or
-abandon one stuck inside librdkafka. Fenced by another instance is fatal.
+abandon one stuck inside librdkafka (at most MAX_ABANDONED_PRODUCERS). Fenced by another instance is fatal.
+
+A broker that does not answer is waited out, however long it stays away: librdkafka keeps a commit or an abort
+going in the background after its call times out (the error is retriable and the same call resumes it; any other
+transactional call answers _CONFLICT at once), so each is called again with a capped back-off (policy.Backoff),
+reported once per change (policy.BrokerOutage) and never given a deadline. Once the broker answers, a transaction
+it timed out meanwhile (transaction.timeout.ms) fails as "fenced"; after an outage that is the coordinator's
+doing, not another instance's, and a new producer takes over.
 """
 
 from __future__ import annotations
@@ -23,34 +30,64 @@ from config.settings import Settings
 from consumer.core.scoring import BatchResult
 from consumer.errors import ScorerFatalError, TransactionStuck
 from consumer.kafka.clients import producer_config
-from consumer.kafka.policy import COORDINATOR_TROUBLE_CODES, FATAL_CODES, FENCED_CODES
+from consumer.kafka.policy import (
+    BACKOFF_MAX_SECONDS,
+    COORDINATOR_TROUBLE_CODES,
+    FATAL_CODES,
+    FENCED_CODES,
+    Backoff,
+    BrokerOutage,
+    RetryClock,
+)
+from consumer.metrics import ScorerMetrics
+from consumer.state import ScorerState
 from consumer.workers import Worker
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT_RETRIES = 5
 MAX_PRODUCER_REPLACEMENTS = 5
-"""Replacing the producer this often without a committed batch in between is fatal."""
+"""Replacing the producer this often (after fatal errors) without a committed batch in between is fatal."""
+MAX_ABANDONED_PRODUCERS = 3
+"""Producers left stuck inside librdkafka (``abandon``) are never freed: destroying one would block on the call it
+is stuck in, so each keeps its threads, connections and buffered messages for the life of the process. Past this
+many the scorer stops (exit 2, saying so) rather than pile them up; a restart with the same SCORER_INSTANCE_ID
+fences them all. One stuck call is rare (librdkafka #5456, a coordinator that vanished mid-call)."""
 
+TXN_CALL_TIMEOUT_SECONDS = 10.0
+"""Each commit_transaction / abort_transaction / init_transactions attempt blocks at most this long. A retriable
+timeout is resumed by calling again, so this bounds how soon a stop is noticed, never how long an outage may last."""
 SEND_OFFSETS_DEADLINE_SECONDS = 40.0
 """send_offsets_to_transaction is given 30 s; librdkafka may ignore that when the coordinator vanished."""
-COMMIT_DEADLINE_SECONDS = SEND_OFFSETS_DEADLINE_SECONDS + TRANSIENT_RETRIES * 30
-"""commit_transaction gets 30 s per attempt; past all attempts plus slack the call is taken as stuck."""
+COMMIT_DEADLINE_SECONDS = BACKOFF_MAX_SECONDS + TXN_CALL_TIMEOUT_SECONDS + 20.0
+"""The commit on the worker reports progress after every attempt and every back-off wait (at most a call timeout
+or a back-off apart); this long without progress, it is taken as stuck inside librdkafka."""
 
 ErrorCallback = Callable[[KafkaError], None]
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
+REPLACEMENT_REASONS = ("fatal", "transaction_timed_out", "stale_coordinator", "stuck", "precaution")
+"""The ``reason`` label of housing_scorer_producer_replacements_total (callers may add their own)."""
+
+
+def _no_progress() -> None:
+    """The default progress callback: nobody is watching."""
 
 
 class CallOutcome:
-    """The result of one call handed to a ``ProducerWorker``: set once, waited for with a deadline."""
+    """The result of one call handed to a ``ProducerWorker``: set once, waited for with a deadline that restarts
+    whenever the call reports progress."""
 
     def __init__(self) -> None:
         self._done = threading.Event()
         self.error: BaseException | None = None
+        self.progress_at = time.monotonic()
 
     def set(self, error: BaseException | None) -> None:
         self.error = error
         self._done.set()
+
+    def progress(self) -> None:
+        """The call is alive (an attempt returned, a retry is due): its stuck deadline counts from now."""
+        self.progress_at = time.monotonic()
 
     @property
     def done(self) -> bool:
@@ -82,8 +119,10 @@ class ProducerWorker(Worker):
             except BaseException as exc:  # handed back to the scoring thread
                 outcome.set(exc)
 
-    def submit(self, call: Callable[[], Any]) -> CallOutcome:
-        outcome = CallOutcome()
+    def submit(self, call: Callable[[], Any], outcome: CallOutcome | None = None) -> CallOutcome:
+        """Queue ``call``; ``outcome`` (default: a new one) is set when it ends. Pass one when the call reports
+        progress on it (``CallOutcome.progress``)."""
+        outcome = outcome if outcome is not None else CallOutcome()
         self._calls.put((call, outcome))
         return outcome
 
@@ -100,8 +139,11 @@ class ProducerWorker(Worker):
 
 
 def finish(outcome: CallOutcome, deadline: float) -> None:
-    if not outcome.wait(deadline):
-        raise TransactionStuck(f"producer call did not return within {deadline:.0f}s")
+    """Wait for ``outcome``: the call's exception is raised here; TransactionStuck once it has made no progress
+    (``CallOutcome.progress``) for ``deadline`` seconds."""
+    while not outcome.wait(max(0.0, outcome.progress_at + deadline - time.monotonic())):
+        if time.monotonic() - outcome.progress_at >= deadline:
+            raise TransactionStuck(f"producer call did not return within {deadline:.0f}s")
     if outcome.error is not None:
         raise outcome.error
 
@@ -166,12 +208,21 @@ class TransactionalProducer(OutputProducer):
 
     def __init__(self, settings: Settings, error_cb: ErrorCallback, stop: threading.Event,
                  client: Producer | None = None) -> None:
-        """:param stop: set when the scorer stops: recovery retries give up then instead of for 120 s."""
+        """:param stop: set when the scorer stops: the retries while Kafka is away end then (never before)."""
         super().__init__(settings, error_cb, client)
-        self._stop = stop
+        self.clock = RetryClock(stop)
+        self.outage = BrokerOutage(self.clock)
+        """Kafka not answering the transactional calls: logged once per change, and told to /health and /ready."""
+        self._metrics: ScorerMetrics | None = None
         self._worker: ProducerWorker | None = None
         self._abandoned: list[Producer] = []
         self._producer_replacements = 0
+
+    def attach(self, state: ScorerState) -> None:
+        """Report to the scorer's state: an outage to the fields /health and /ready read, replacements to
+        housing_scorer_producer_replacements_total."""
+        self.outage.state = state
+        self._metrics = state.metrics
 
     def init_transactions(self) -> None:
         """Register the transactional.id (fencing an older producer with the same id, aborting its transaction)."""
@@ -192,18 +243,34 @@ class TransactionalProducer(OutputProducer):
         """A batch was committed: producer replacements count from zero again."""
         self._producer_replacements = 0
 
-    def commit_transaction(self) -> None:
+    def commit_transaction(self, progress: Callable[[], None] = _no_progress) -> None:
+        """Commit the open transaction (on the worker thread); returns once it is committed.
+
+        A retriable failure (the broker does not answer) leaves the commit in progress inside librdkafka, which then
+        takes only commit_transaction again (abort_transaction would answer "Conflicting commit_transaction API
+        call is already in progress" at once): the commit is resumed, backing off, for as long as the outage lasts.
+
+        :param progress: called after each attempt and each wait, so the caller's stuck deadline restarts.
+        :raises KafkaException: an error no retry fixes (the transaction must be aborted, or the producer failed
+            fatally), or the last retriable one once the scorer stops.
+        """
         producer = self.client
-        for attempt in range(TRANSIENT_RETRIES):
+        backoff = Backoff(self.clock)
+        while True:
+            backoff.attempt()
             try:
-                producer.commit_transaction(30)
+                producer.commit_transaction(TXN_CALL_TIMEOUT_SECONDS)
+                self.outage.answered()
                 return
             except KafkaException as exc:
+                progress()
                 error = exc.args[0]
-                if error.retriable() and attempt + 1 < TRANSIENT_RETRIES:
-                    logger.warning("commit_transaction: %s (retrying)", error.str())
-                    continue
-                raise
+                if error.fatal() or error.txn_requires_abort() or not error.retriable() or self.clock.stopping:
+                    raise
+                self.outage.unanswered("commit_transaction", error)
+                if backoff.wait():
+                    raise
+                progress()
 
     @property
     def abandoned_clients(self) -> int:
@@ -212,77 +279,141 @@ class TransactionalProducer(OutputProducer):
 
     def abandon(self, exc: TransactionStuck) -> None:
         """Leave a producer stuck inside librdkafka behind; a new one with the same transactional.id fences it
-        (its open transaction is aborted by the coordinator). The caller rewinds the batch: it is consumed again."""
-        logger.warning("%s: replacing the transactional producer (librdkafka #5456)", exc)
+        (its open transaction is aborted by the coordinator). The caller rewinds: the batch is consumed again.
+
+        :raises ScorerFatalError: MAX_ABANDONED_PRODUCERS are stuck already.
+        """
         self._abandoned.append(self.client)  # never destroyed while its call may still be running
         self._worker = None  # stuck inside that call; the next transaction gets a new worker
-        self.replace(KafkaError(KafkaError._TIMED_OUT, str(exc)), counted=False)
+        if len(self._abandoned) > MAX_ABANDONED_PRODUCERS:
+            raise ScorerFatalError(
+                f"{len(self._abandoned)} transactional producers got stuck inside librdkafka ({exc}); each one "
+                f"left behind keeps its threads, connections and buffered messages, so the scorer stops rather "
+                f"than pile up more (the cap is {MAX_ABANDONED_PRODUCERS}). Nothing uncommitted is lost. Restart "
+                f"it (the same SCORER_INSTANCE_ID fences them); if it happens again, check the brokers' health "
+                f"and upgrade confluent-kafka (librdkafka #5456)")
+        logger.warning("%s: replacing the transactional producer (librdkafka #5456; %d of at most %d left behind)",
+                       exc, len(self._abandoned), MAX_ABANDONED_PRODUCERS)
+        self.replace(KafkaError(KafkaError._TIMED_OUT, str(exc)), counted=False, reason="stuck")
 
     def abort(self, exc: KafkaException) -> None:
         """After a failed transactional call: abort the transaction, or replace the producer when it failed
-        fatally. The caller rewinds the batch.
+        fatally. The caller then positions the consumer from the committed offsets.
 
-        :raises ScorerFatalError: fenced (another instance took over), or the transaction could not be aborted.
+        abort_transaction is retried, backing off, for as long as the broker does not answer. Where a commit
+        that was given up on is still in progress inside librdkafka (abort answers _CONFLICT), that commit is
+        resumed instead: it ends committed (the committed offsets then say so) or in an error that says what
+        next. When the scorer stops first, the transaction is left to the broker, which aborts it within
+        transaction.timeout.ms.
+
+        :raises ScorerFatalError: fenced by another instance with the same SCORER_INSTANCE_ID.
         """
-        producer = self.client
         error = exc.args[0]
-        if error.fatal() and error.code() in FENCED_CODES:
-            raise ScorerFatalError(
-                f"transactional producer failed fatally: {error.str()}"
-                + (" (fenced: another instance with the same SCORER_INSTANCE_ID took over)"
-                   if error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED) else "")
-            ) from exc
         if error.fatal():
-            self.replace(error)
+            self._replace_after_fatal(error)
             return
-        deadline = time.monotonic() + 120
+        if self.clock.stopping and error.retriable():
+            self._leave_to_broker(error)
+            return
+        producer = self.client
+        backoff = Backoff(self.clock)
+        operation = "abort_transaction"
         while True:
+            backoff.attempt()
             try:
-                producer.abort_transaction(30)
+                if operation == "abort_transaction":
+                    producer.abort_transaction(TXN_CALL_TIMEOUT_SECONDS)
+                else:
+                    producer.commit_transaction(TXN_CALL_TIMEOUT_SECONDS)
+                    logger.warning("the commit given up on went through after all; the consumer is positioned "
+                                   "from the committed offsets")
+                self.outage.answered()
                 break
-            except KafkaException as abort_exc:
-                abort_error = abort_exc.args[0]
-                if abort_error.fatal() and abort_error.code() in FENCED_CODES:
-                    raise ScorerFatalError(f"could not abort a transaction: {abort_error.str()}") from abort_exc
-                if abort_error.fatal():
-                    self.replace(abort_error)
-                    break
-                if abort_error.code() == KafkaError._STATE:
+            except KafkaException as call_exc:
+                call_error = call_exc.args[0]
+                code = call_error.code()
+                if call_error.fatal():
+                    self._replace_after_fatal(call_error)
+                    return
+                if operation == "abort_transaction" and code == KafkaError._STATE:
                     break  # no transaction in progress (begin_transaction itself failed)
-                if time.monotonic() > deadline or self._stop.is_set():
-                    raise ScorerFatalError(f"could not abort a transaction for 120 s: {abort_error.str()}") \
-                        from abort_exc
-                logger.warning("abort_transaction: %s (retrying)", abort_error.str())
+                if operation == "abort_transaction" and code == KafkaError._CONFLICT:
+                    operation = "commit_transaction"  # the call librdkafka has in progress: only it may go on
+                elif operation == "commit_transaction" and (call_error.txn_requires_abort()
+                                                            or code == KafkaError._CONFLICT):
+                    operation = "abort_transaction"
+                elif not call_error.retriable():
+                    self.replace(call_error, reason="fatal")
+                    return
+                elif code != KafkaError._PREV_IN_PROGRESS:
+                    self.outage.unanswered(operation, call_error)
+                if backoff.wait():
+                    self._leave_to_broker(call_error)
+                    return
         if error.code() in COORDINATOR_TROUBLE_CODES:
             # librdkafka can keep a stale transaction/group coordinator after a broker outage, and its next
             # send_offsets_to_transaction then blocks past its timeout (librdkafka #5456, #5511). A new producer
             # with the same transactional.id starts with a fresh coordinator lookup.
-            self.replace(error, counted=False)
+            self.replace(error, counted=False, reason="stale_coordinator")
 
-    def replace(self, cause: KafkaError, *, counted: bool = True) -> None:
-        """Close the failed transactional producer and start a new one with the same transactional.id.
+    def _leave_to_broker(self, error: KafkaError) -> None:
+        logger.warning("stopping while Kafka does not answer (%s): the open transaction is left to the broker, "
+                       "which aborts it within transaction.timeout.ms; its records are scored again by whoever "
+                       "consumes the partitions next", error.str())
+
+    def _replace_after_fatal(self, error: KafkaError) -> None:
+        """A fatal producer error: a new producer, unless another instance took over our transactional.id."""
+        fenced = error.code() in FENCED_CODES
+        if fenced and error.code() != KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED and self.outage.away:
+            # The broker was away during this transaction: it timed the transaction out (transaction.timeout.ms)
+            # and bumped the producer epoch, which librdkafka reports as "fenced by a newer instance" although
+            # there is none. A new producer with the same id goes on (counted: a real zombie fight stops soon).
+            self.replace(error, reason="transaction_timed_out")
+            return
+        if fenced:
+            raise ScorerFatalError(
+                f"transactional producer failed fatally: {error.str()}"
+                + (" (fenced: another instance with the same SCORER_INSTANCE_ID took over)"
+                   if error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED) else ""))
+        self.replace(error, reason="fatal")
+
+    def replace(self, cause: KafkaError, *, counted: bool = True, reason: str | None = None) -> None:
+        """Close the failed transactional producer and start a new one with the same transactional.id. Its
+        init_transactions fences the old one and settles its open transaction at the coordinator (a commit that
+        reached it completes, anything else is aborted), retried for as long as the broker does not answer.
 
         :param counted: a replacement after a fatal producer error counts toward MAX_PRODUCER_REPLACEMENTS;
-            a precautionary one after a timeout (see ``abort``) does not.
+            a precautionary one (see ``abort``) does not.
+        :param reason: the metric's label (default ``fatal`` when counted, else ``precaution``).
+        :raises ScorerFatalError: too many replacements in a row, or the new producer cannot be initialised
+            (an error no retry fixes).
         """
+        reason = reason or ("fatal" if counted else "precaution")
         self._producer_replacements += 1 if counted else 0
         if self._producer_replacements > MAX_PRODUCER_REPLACEMENTS:
             raise ScorerFatalError(f"transactional producer failed {self._producer_replacements} times in a row, "
                                    f"last: {cause.str()}")
-        logger.warning("replacing the transactional producer after: %s", cause.str())
+        logger.warning("replacing the transactional producer (%s) after: %s", reason, cause.str())
+        if self._metrics is not None:
+            self._metrics.producer_replacements.labels(reason=reason).inc()
         self.client = self._new_client()
         producer = self.client
-        deadline = time.monotonic() + 120
-        while True:  # init_transactions fences the old producer and aborts its open transaction
+        backoff = Backoff(self.clock)
+        while True:
+            backoff.attempt()
             try:
-                producer.init_transactions(30)
+                producer.init_transactions(TXN_CALL_TIMEOUT_SECONDS)
+                self.outage.answered()
                 return
             except KafkaException as exc:
                 error = exc.args[0]
-                if error.fatal() or time.monotonic() > deadline or self._stop.is_set():
+                if error.fatal() or not error.retriable():
                     raise ScorerFatalError(f"could not restart the transactional producer: {error.str()}") \
                         from exc
-                logger.warning("init_transactions: %s (retrying)", error.str())
+                self.outage.unanswered("init_transactions", error)
+                if backoff.wait():
+                    logger.warning("stopping before the new transactional producer was initialised: %s", error.str())
+                    return
 
     def _call(self, operation: Callable[[], Any], what: str) -> Any:
         try:

@@ -63,21 +63,29 @@ def client_errors(*, exactly_once: bool = True) -> ClientErrors:
     return ClientErrors(ScorerState(s), exactly_once=exactly_once)
 
 
-def test_transport_errors_mark_kafka_down_and_fatal_errors_stop_with_a_hint() -> None:
+def test_all_brokers_down_marks_kafka_down_and_fatal_errors_stop_with_a_hint() -> None:
     errors = client_errors()
     errors.state.kafka_connected = True
-    errors.on_client_error(KafkaError(KafkaError._TRANSPORT, "broker down"))
+    errors.on_client_error(KafkaError(KafkaError._TRANSPORT, "one connection failed"))
+    assert errors.state.kafka_connected is True  # one connection, not Kafka: /ready stays 200
+    errors.on_client_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "broker down"))
     assert errors.state.kafka_connected is False and errors.state.kafka_error == "broker down"
+    assert not errors.state.ready
     errors.raise_if_fatal()  # transient: nothing raised
     errors.on_client_error(KafkaError(KafkaError.PRODUCER_FENCED, "fenced", fatal=True))
     with pytest.raises(ScorerFatalError, match="SCORER_INSTANCE_ID"):
         errors.raise_if_fatal()
 
 
-def test_producer_fatal_errors_other_than_fencing_are_left_to_the_batch_to_recover() -> None:
+def test_transactional_producer_fatal_errors_are_left_to_the_batch_to_recover() -> None:
     errors = client_errors()
     errors.on_producer_error(KafkaError(KafkaError.INVALID_TXN_STATE, "txn timed out", fatal=True))
     errors.raise_if_fatal()  # recovered by a new producer, not fatal
+    # Fenced too: after a broker outage it is the coordinator timing the transaction out, and the failing
+    # transactional call tells that from another instance taking over (TransactionalProducer.abort).
     errors.on_producer_error(KafkaError(KafkaError.PRODUCER_FENCED, "fenced", fatal=True))
+    errors.raise_if_fatal()
+    idempotent = client_errors(exactly_once=False)
+    idempotent.on_producer_error(KafkaError(KafkaError.PRODUCER_FENCED, "fenced", fatal=True))
     with pytest.raises(ScorerFatalError):
-        errors.raise_if_fatal()
+        idempotent.raise_if_fatal()
