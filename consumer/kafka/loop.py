@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from config.runtime import limit_thread_pools
 from config.settings import Settings
@@ -26,8 +26,10 @@ from consumer.core.handle import ModelHandle
 from consumer.core.scoring import BatchHook, BatchResult, Incoming, score_batch
 from consumer.errors import BatchFailed, ScorerFatalError
 from consumer.kafka.clients import consumer_config
-from consumer.kafka.commit import AtLeastOnceCommit, CommitStrategy, ExactlyOnceCommit, rewind
-from consumer.kafka.policy import FATAL_CODES, BatchFailures, ClientErrors
+from consumer.kafka.commit import AtLeastOnceCommit, CommitStrategy, ExactlyOnceCommit
+from consumer.kafka.oversize import RefusedOutputs, max_output_bytes
+from consumer.kafka.policy import FATAL_CODES, BatchFailures, ClientErrors, RetryClock
+from consumer.kafka.positions import rewind, rewind_to_committed
 from consumer.kafka.producer import OutputProducer, TransactionalProducer
 from consumer.state import ScorerState
 from schemas.codecs import PredictionEncoder, RecordDecoder, registry_client
@@ -39,8 +41,6 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 0.1
 """With nothing to consume, the loop still checks for stop, fatal errors and acknowledgements this often."""
 LAG_REFRESH_SECONDS = 0.5  # local calls (position, cached watermarks): cheap enough to keep /health current
-COMMITTED_TIMEOUT_SECONDS = 10.0
-MAX_COMMITTED_RETRY_SECONDS = 5.0
 
 
 class ScoringLoop:
@@ -65,6 +65,9 @@ class ScoringLoop:
         """When the last batch was cut (monotonic): the next one gathers until BATCH_MAX_WAIT_MS after it."""
         self._rebalances = 0
         """Assign, revoke and lost callbacks so far: a batch gathered across one is dropped (``_next_batch``)."""
+        self._refused = RefusedOutputs.for_settings(settings)
+        """Inputs whose prediction the broker refused as too large: dead-lettered when scored again."""
+        self._max_output_bytes = max_output_bytes(settings)
 
     # --- life cycle ----------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -115,12 +118,12 @@ class ScoringLoop:
             transactional = TransactionalProducer(settings, errors.on_producer_error, self._stop)
             self._consumer = consumer = Consumer(consumer_settings)
             strategy = ExactlyOnceCommit(settings, self.state, consumer, transactional, on_done=on_done,
-                                         on_failure=on_failure)
+                                         on_failure=on_failure, refused=self._refused)
         else:
             producer = OutputProducer(settings, errors.on_producer_error)
             self._consumer = consumer = Consumer({**consumer_settings, "on_commit": AtLeastOnceCommit.on_commit})
             strategy = AtLeastOnceCommit(settings, self.state, consumer, producer, self._stop, on_done=on_done,
-                                         on_failure=on_failure)
+                                         on_failure=on_failure, refused=self._refused)
         self._strategy = strategy
         return consumer, strategy
 
@@ -150,19 +153,16 @@ class ScoringLoop:
         return batch
 
     def _drop_gathered(self, consumer: Consumer, messages: list[Message]) -> None:
-        """Drop a batch gathered across a rebalance: seek each of its partitions that is still assigned to its
-        committed offset, where the new assignment started (its pending commit was finished in ``on_revoke``).
+        """Drop a batch gathered across a rebalance: seek every assigned partition to its committed offset, where
+        the new assignment started (the commit in flight was finished in ``on_revoke``; with the consumer's eager
+        assignment every partition was revoked).
 
         Not to the batch's first offsets: a record from before the rebalance can be older than the committed
         offset (another member scored it meanwhile) or newer (the commit in flight failed), and either seek
         would score records twice or never."""
-        gathered = {(m.topic(), m.partition()) for m in messages if m.error() is None}
-        still_assigned = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) in gathered]
-        logger.info("a rebalance happened while a batch of %d gathered: dropped; %s rewound to the committed "
-                    "offsets", len(messages), describe_partitions(still_assigned))
-        if still_assigned:
-            rewind_to_committed(consumer, [TopicPartition(tp.topic, tp.partition) for tp in still_assigned],
-                                self._stop)
+        logger.info("a rebalance happened while a batch of %d gathered: dropped; the assigned partitions are "
+                    "sought to their committed offsets", len(messages))
+        rewind_to_committed(consumer, RetryClock(self._stop))
 
     def _close(self, consumer: Consumer, strategy: CommitStrategy) -> None:
         strategy.close()
@@ -222,7 +222,8 @@ class ScoringLoop:
             return
         try:
             result = score_batch(batch, handle, decoder=self.decoder, encoder=self.encoder,
-                                 shadow=self.state.models.shadow if self.settings.scorer.shadow_enabled else None)
+                                 shadow=self.state.models.shadow if self.settings.scorer.shadow_enabled else None,
+                                 max_output_bytes=self._max_output_bytes, refused=self._refused.positions())
         except RegistryUnavailableError as exc:
             # Not the records' fault: nothing is produced or committed; the batch comes again after a backoff.
             rewind(consumer, batch)
@@ -285,33 +286,6 @@ def gather_seconds(last_cut: float, now: float, batch_max_wait_ms: int) -> float
     """How long a batch whose first record is in hand may gather more: until BATCH_MAX_WAIT_MS after the previous
     batch was cut (``last_cut``), so 0 after a quiet spell or a batch that took longer than the wait."""
     return max(0.0, last_cut + batch_max_wait_ms / 1000 - now)
-
-
-def rewind_to_committed(consumer: Consumer, partitions: list[TopicPartition], stop: threading.Event) -> None:
-    """Seek ``partitions`` to their committed offsets (the beginning where none is: ``auto.offset.reset``).
-
-    Reading the committed offsets asks the group coordinator: retried until it answers or the scorer stops (then
-    nothing more is consumed). A seek that fails is fatal: that partition's position would be past records that
-    were never scored."""
-    failures = 0
-    while True:
-        try:
-            committed = consumer.committed(partitions, timeout=COMMITTED_TIMEOUT_SECONDS)
-            break
-        except KafkaException as exc:
-            failures += 1
-            if failures == 1:
-                logger.warning("reading the committed offsets of %s: %s (retrying)", describe_partitions(partitions),
-                               exc)
-            if stop.wait(min(MAX_COMMITTED_RETRY_SECONDS, 0.1 * 2 ** failures)):
-                return
-    for tp in committed:
-        offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-        try:
-            consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-        except KafkaException as exc:
-            raise ScorerFatalError(f"could not rewind {tp.topic}[{tp.partition}] to its committed offset {offset} "
-                                   f"after a rebalance: {exc}") from exc
 
 
 def describe_partitions(partitions: Sequence[TopicPartition]) -> str:

@@ -132,8 +132,9 @@ class RefusedOutputs:
             if size <= self._batch_bytes and limit is not None and size + FRAMING_BYTES <= limit:
                 not_own += 1  # refused with the rest of its produce request, not for its own size
                 continue
-            where = f"max.message.bytes {limit:,}" if limit is not None else "the broker's limit"
-            why = f"the broker refused its {size:,}-byte prediction as larger than {self.topic}'s {where} ({text})"
+            where = f" ({limit:,})" if limit is not None else ""
+            why = (f"the broker refused its {size:,}-byte prediction as larger than {self.topic}'s "
+                   f"max.message.bytes{where}: {text}")
             self._positions[position] = why[:MAX_MESSAGE_CHARS]
             logger.warning("%s[%d] offset %d: %s; the input will be dead-lettered as output_too_large",
                            *position, why)
