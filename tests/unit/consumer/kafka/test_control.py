@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -101,13 +100,16 @@ def test_listener_hands_its_models_events_on_as_dataclasses(monkeypatch: pytest.
 
 
 def test_listener_stops_while_waiting_for_the_topic(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = threading.Event()
+
     class NoTopic(FakeConsumer):
         def list_topics(self, topic: str, timeout: float) -> Any:
+            asked.set()
             return type("Metadata", (), {"topics": {}})()
 
     consumer = NoTopic([])
     monkeypatch.setattr(control, "Consumer", lambda _config: consumer)
     listener = ControlListener(settings(), lambda _event: None).start()
-    time.sleep(0.1)
+    assert asked.wait(5)  # the listener is waiting for the topic to appear
     listener.stop(5)
     assert not listener.alive and not listener.assigned.is_set() and consumer.closed.is_set()
