@@ -268,7 +268,7 @@ def publish(
     bar = tqdm(total=count, unit="rec", unit_scale=True, disable=not progress, file=sys.stderr,
                mininterval=0.5, smoothing=0.3, desc=topic)
     should_stop = (lambda: deliveries.failed > 0) if stop_on_error else (lambda: False)
-    loop = _Loop(producer, topic, encode, stamp_event_time, bar, should_stop)
+    loop = SendLoop(producer, topic, encode, stamp_event_time, bar, should_stop)
     start = time.monotonic()
     interrupted = False
     try:
@@ -360,7 +360,7 @@ def send_records(
 
 
 @dataclass
-class _Loop:
+class SendLoop:
     """The produce loop's state; bursts are plain for-loops over local names (the hot path)."""
 
     producer: Producer
@@ -378,7 +378,7 @@ class _Loop:
 
     def run_unpaced(self, source: Iterable[OutgoingMessage]) -> None:
         it = iter(source)
-        while self._burst(it, _UNPACED_BURST):
+        while self.burst(it, _UNPACED_BURST):
             self.producer.poll(0)
             if self._failed():
                 return
@@ -402,13 +402,13 @@ class _Loop:
                 continue
             n = int(tokens)
             tokens -= n
-            if not self._burst(it, n):
+            if not self.burst(it, n):
                 return
             poll(0)
             if self._failed():
                 return
 
-    def _burst(self, it: Iterable[OutgoingMessage], n: int) -> bool:
+    def burst(self, it: Iterable[OutgoingMessage], n: int) -> bool:
         """Send up to ``n`` messages; False once the source is exhausted."""
         produce, topic, encode, stamp = self.producer.produce, self.topic, self.encode, self.stamp_event_time
         time_ns = time.time_ns

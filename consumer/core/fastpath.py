@@ -86,7 +86,7 @@ def compile_predictor(model: Any) -> Predictor | None:
         blocks.append(block)
     if not blocks:
         return None
-    predict = _tree_sum_predictor(estimator) or estimator.predict
+    predict = tree_sum_predictor(estimator) or estimator.predict
 
     def fast_predict(batch: Features) -> np.ndarray:
         features = np.hstack([block(batch) for block in blocks]) if len(blocks) > 1 else blocks[0](batch)
@@ -95,7 +95,7 @@ def compile_predictor(model: Any) -> Predictor | None:
     return fast_predict
 
 
-def _tree_sum_predictor(estimator: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+def tree_sum_predictor(estimator: Any) -> Callable[[np.ndarray], np.ndarray] | None:
     """HistGradientBoostingRegressor.predict without its per-tree Python layers, or None for anything else.
 
     sklearn wraps each of its (here ~200) trees in a partial, a Python method and a fresh output array: about 2 us

@@ -215,3 +215,15 @@ def test_the_checker_sees_an_upward_import() -> None:
     assert upward("admin_api.views", "consumer.state") is None
     assert upward("consumer.__main__", "admin_api.app") is None
     assert len(EDGES) > 100
+
+
+def test_tests_import_no_private_names_of_the_project() -> None:
+    """Tests go through public functions: a private helper a test needs as a unit is made public."""
+    offenders = []
+    for path in sorted((PROJECT_ROOT / "tests").rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGE_LAYERS:
+                offenders += [f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} {node.module}.{alias.name}"
+                              for alias in node.names if alias.name.startswith("_")]
+    assert not offenders, "tests importing private names:\n" + "\n".join(offenders)

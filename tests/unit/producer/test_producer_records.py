@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from producer.bad_records import BAD_RECORDS, BadRecord
-from producer.publish import PublishError, PublishReport, _Loop, make_encoder, producer_config
+from producer.publish import PublishError, PublishReport, SendLoop, make_encoder, producer_config
 from producer.records import (
     BOUNDS,
     DEFAULT_CSV_PATH,
@@ -299,8 +299,8 @@ class NullBar:
         pass
 
 
-def _loop(producer: FakeProducer) -> _Loop:
-    return _Loop(producer, "t", make_encoder("json"), True, NullBar())  # type: ignore[arg-type]
+def _loop(producer: FakeProducer) -> SendLoop:
+    return SendLoop(producer, "t", make_encoder("json"), True, NullBar())  # type: ignore[arg-type]
 
 
 def test_loop_encodes_good_records_once_stamps_event_time_and_sends_bad_bytes_as_is() -> None:
@@ -336,7 +336,7 @@ def test_loop_waits_out_a_full_queue_and_counts_refused_messages() -> None:
 
 def test_loop_counts_records_that_cannot_be_encoded_as_avro() -> None:
     producer = FakeProducer()
-    loop = _Loop(producer, "t", make_encoder("avro"), True, NullBar())  # type: ignore[arg-type]
+    loop = SendLoop(producer, "t", make_encoder("avro"), True, NullBar())  # type: ignore[arg-type]
     records = with_ids([next(synthetic_records(1)), {"longitude": 1.0}])
 
     loop.run_unpaced(as_messages(records))
@@ -400,11 +400,11 @@ def test_report_ok_summary_and_failure_message() -> None:
 def test_loop_stops_after_a_latched_delivery_failure() -> None:
     producer = FakeProducer()
     failures = {"count": 0}
-    loop = _Loop(producer, "t", make_encoder("json"), True, NullBar(),  # type: ignore[arg-type]
+    loop = SendLoop(producer, "t", make_encoder("json"), True, NullBar(),  # type: ignore[arg-type]
                  should_stop=lambda: failures["count"] > 0)
     source = as_messages(with_ids(synthetic_records(6)))  # endless
 
-    loop._burst(source, 10)
+    loop.burst(source, 10)
     failures["count"] = 1  # a delivery callback reported an error
     loop.run_unpaced(source)
 

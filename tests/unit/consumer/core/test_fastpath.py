@@ -10,7 +10,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from consumer.core.fastpath import _tree_sum_predictor, compile_predictor, verified_predictor
+from consumer.core.fastpath import compile_predictor, tree_sum_predictor, verified_predictor
 from consumer.core.features import NUMERIC_COLUMNS, to_columns, to_frame
 from consumer.core.handle import ModelHandle
 from schemas.examples import EXAMPLE_RECORD
@@ -79,13 +79,13 @@ def test_gradient_boosting_trees_are_summed_directly_only_for_squared_error() ->
     features = np.random.default_rng(3).normal(size=(300, 4))
     target = features @ np.array([1.0, -2.0, 0.5, 3.0]) + 10.0
     squared = HistGradientBoostingRegressor(max_iter=30, random_state=0).fit(features, target)
-    summed = _tree_sum_predictor(squared)
+    summed = tree_sum_predictor(squared)
     assert summed is not None
     np.testing.assert_array_equal(summed(features), squared.predict(features))
     with pytest.raises(ValueError, match="expected 4 features"):
         summed(features[:, :3])
     # Other losses transform or are not sums of trees in the same way: sklearn's own predict is kept.
     quantile = HistGradientBoostingRegressor(loss="quantile", quantile=0.9, max_iter=5).fit(features, target)
-    assert _tree_sum_predictor(quantile) is None
+    assert tree_sum_predictor(quantile) is None
     poisson = HistGradientBoostingRegressor(loss="poisson", max_iter=5).fit(features, np.abs(target))
-    assert _tree_sum_predictor(poisson) is None
+    assert tree_sum_predictor(poisson) is None
