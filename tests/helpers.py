@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from config.settings import Settings
 from producer.bad_records import BAD_RECORDS
@@ -83,33 +83,97 @@ class Received:
         return dict(self.headers)
 
 
+class ReadError(AssertionError):
+    """A test reader met a consumer error (anything but the end of a partition): the read is not trusted."""
+
+
+def read_to_end(bootstrap: str, topic: str, *, until: Callable[[list[Received]], bool] | None = None,
+                timeout: float = 60.0, client_config: Mapping[str, Any] | None = None) -> list[Received]:
+    """Every committed message of ``topic`` (read_committed, from the start), up to the high watermarks of all its
+    partitions as they were when called: the exact "what came out", for "exactly N" and "none" assertions.
+
+    It assigns the partitions itself (no group join to wait for) and stops once each partition's position has
+    reached its high watermark; the watermark counts transaction markers and aborted records, which
+    read_committed never returns, so the position (which moves past them) decides, not a message count. An open
+    transaction holds the reader until it ends (commit or abort), so outputs still in flight are waited for.
+
+    :param until: taken again after each complete read: the watermarks are re-read and the read continues until
+        ``until(messages)`` holds (then it returns everything up to the watermarks of that moment, so what was
+        already written beyond the condition is seen too) or ``timeout`` passes (then what was read, for the
+        caller's exact assertion to show the difference).
+    :raises ReadError: the consumer reported an error, or the watermarks were not reached within ``timeout``.
+    """
+    config = {**(client_config or {}), "bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
+              "enable.auto.commit": False, "isolation.level": "read_committed", "enable.partition.eof": True}
+    consumer = Consumer(config)
+    # A read_committed client's watermarks stop at the last stable offset (before any open transaction), so
+    # the high watermarks come from a read_uncommitted client: open transactions are waited for, not missed.
+    watermarks = Consumer({**config, "isolation.level": "read_uncommitted"})
+    deadline = time.monotonic() + timeout
+    out: list[Received] = []
+    try:
+        metadata = consumer.list_topics(topic, timeout=max(1.0, deadline - time.monotonic()))
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None or not described.partitions:
+            raise ReadError(f"topic {topic} cannot be read: {described.error if described else 'not found'}")
+        partitions = sorted(described.partitions)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        while True:
+            ends = {p: watermarks.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
+                    for p in partitions}
+            _read_until_positions(consumer, topic, ends, out, deadline)
+            if until is None or until(out) or time.monotonic() >= deadline:
+                return out
+            time.sleep(0.1)  # written since? look again
+    finally:
+        watermarks.close()
+        consumer.close()
+
+
+def _read_until_positions(consumer: Consumer, topic: str, ends: Mapping[int, tuple[int, int]],
+                          out: list[Received], deadline: float) -> None:
+    """Consume into ``out`` until every partition's position is at least its high watermark in ``ends``."""
+    reached: dict[int, int] = {p: low for p, (low, high) in ends.items()}
+    # A partition is done once its position (or the offset an end-of-partition event names) is at its end.
+    pending = {p for p, (low, high) in ends.items() if high > low}
+    while pending:
+        for message in consumer.consume(1000, 0.2):
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    reached[message.partition()] = max(reached[message.partition()], message.offset())
+                    continue
+                raise ReadError(f"reading {topic}: {error}")
+            out.append(Received(message.key(), message.value(), list(message.headers() or []),
+                                message.partition(), message.offset()))
+            reached[message.partition()] = max(reached[message.partition()], message.offset() + 1)
+        for tp in consumer.position([TopicPartition(topic, p) for p in pending]):
+            if tp.error is not None:
+                raise ReadError(f"position of {topic}[{tp.partition}]: {tp.error}")
+            reached[tp.partition] = max(reached[tp.partition], tp.offset)
+        pending = {p for p in pending if reached[p] < ends[p][1]}
+        if pending and time.monotonic() >= deadline:
+            raise ReadError(f"{topic}: not at the high watermark in time (an open transaction?): "
+                            + ", ".join(f"[{p}] at {reached[p]} of {ends[p][1]}" for p in sorted(pending))
+                            + f"; {len(out)} messages read")
+
+
 def consume_all(bootstrap: str, topic: str, *, idle_seconds: float = 3.0, timeout: float = 60.0,
                 expect: int | None = None, client_config: Mapping[str, Any] | None = None) -> list[Received]:
-    """Read a topic from the start with read_committed until ``expect`` messages or ``idle_seconds`` of silence."""
-    consumer = Consumer({**(client_config or {}), "bootstrap.servers": bootstrap,
-                         "group.id": f"reader-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False, "isolation.level": "read_committed"})
-    consumer.subscribe([topic])
-    out: list[Received] = []
-    deadline = time.monotonic() + timeout
-    last_message = time.monotonic()
-    try:
-        while time.monotonic() < deadline:
-            if expect is not None and len(out) >= expect and time.monotonic() - last_message > 0.5:
-                break
-            if expect is None and time.monotonic() - last_message > idle_seconds and out:
-                break
-            if expect is None and not out and time.monotonic() - last_message > idle_seconds * 3:
-                break
-            for message in consumer.consume(1000, 0.2):
-                if message.error():
-                    continue
-                out.append(Received(message.key(), message.value(), list(message.headers() or []),
-                                    message.partition(), message.offset()))
-                last_message = time.monotonic()
-    finally:
-        consumer.close()
-    return out
+    """``read_to_end`` until at least ``expect`` messages are there (then all up to the watermarks, so extras
+    show), or, without ``expect``, until the topic has not grown for ``idle_seconds``."""
+    if expect is not None:
+        return read_to_end(bootstrap, topic, until=lambda out: len(out) >= expect, timeout=timeout,
+                           client_config=client_config)
+    seen = [-1, time.monotonic()]
+
+    def quiet(out: list[Received]) -> bool:
+        if len(out) != seen[0]:
+            seen[:] = [len(out), time.monotonic()]
+            return False
+        return time.monotonic() - seen[1] >= idle_seconds
+
+    return read_to_end(bootstrap, topic, until=quiet, timeout=timeout, client_config=client_config)
 
 
 def keys_of(messages: Iterable[Received]) -> list[str]:
