@@ -22,6 +22,7 @@ from config.spec import BY_KEY, SETTINGS, SettingsError, SettingSpec, parse_bool
 
 ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+GroupProtocol = Literal["auto", "consumer", "classic", "classic-eager"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "mlflow_config.yaml"
 CONFIG_PATH_ENV = "HOUSING_CONFIG"
@@ -39,6 +40,9 @@ class KafkaSettings:
     ssl_ca_location: str | None = None
     ssl_certificate_location: str | None = None
     ssl_key_location: str | None = None
+    group_protocol: GroupProtocol = "auto"
+    """The scorer group's rebalance protocol (``consumer.kafka.clients.group_protocol_config``); not in
+    ``client_config``: only the scoring consumer joins a group."""
 
     def client_config(self) -> dict[str, Any]:
         """The confluent-kafka settings every client (consumer, producer, admin) starts from."""

@@ -181,6 +181,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "KAFKA_SSL_CERTIFICATE_LOCATION", "kafka.ssl_certificate_location", None, "client certificate (mTLS)"),
     SettingSpec("kafka.ssl_key_location", None, _parse_optional_str,
                 "KAFKA_SSL_KEY_LOCATION", "kafka.ssl_key_location", None, "client key (mTLS)"),
+    SettingSpec("kafka.group_protocol", "auto", _choice("auto", "consumer", "classic", "classic-eager"),
+                "KAFKA_GROUP_PROTOCOL", "kafka.group_protocol", None,
+                "scorer group rebalancing: auto (the consumer protocol, KIP-848, where the broker supports it, else "
+                "classic), consumer, classic (cooperative-sticky) or classic-eager (range: every member stops)"),
     SettingSpec("schema_registry_url", None, _parse_optional_str,
                 "SCHEMA_REGISTRY_URL", "kafka.schema_registry_url", "--schema-registry-url",
                 "Confluent Schema Registry for Confluent-framed Avro (mock:// for tests)"),

@@ -157,6 +157,13 @@ class LocalKafka(ManagedProcess):
             "auto.create.topics.enable": "false",
             # No point waiting for more members on a dev box; rebalances finish faster.
             "group.initial.rebalance.delay.ms": "0",
+            # The consumer protocol (KIP-848): members learn of a changed assignment on their next heartbeat, so
+            # the interval bounds how soon a moved partition resumes (the 5 s default: ~10 s per move); a member
+            # that died is noticed after 10 s, as with the classic scorer's session.timeout.ms.
+            "group.consumer.min.heartbeat.interval.ms": "500",
+            "group.consumer.heartbeat.interval.ms": "500",
+            "group.consumer.min.session.timeout.ms": "10000",
+            "group.consumer.session.timeout.ms": "10000",
             "log.retention.hours": "24",
         }
         props.update({k: v for k, v in self.extra_properties.items() if k != "listeners.extra"})

@@ -4,15 +4,43 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
-from config.settings import Settings
+from config.settings import GroupProtocol, Settings
 
 AT_LEAST_ONCE_DELIVERY_TIMEOUT_MS = 60_000
 """At-least-once: an output not acknowledged within this fails its batch (well inside max.poll.interval.ms)."""
 
+GroupProtocolInUse = Literal["consumer", "classic", "classic-eager"]
+"""How the scorer group rebalances (``KAFKA_GROUP_PROTOCOL``, ``auto`` resolved): ``consumer`` is KIP-848 (the
+broker assigns; members keep what they own), ``classic`` the cooperative-sticky assignor (incremental too, in
+two rounds), ``classic-eager`` the range assignor (every member revokes everything on every change)."""
+INCREMENTAL_PROTOCOLS: frozenset[GroupProtocolInUse] = frozenset({"consumer", "classic"})
+"""Rebalance callbacks name only the partitions that move; the others keep being consumed meanwhile."""
 
-def consumer_config(settings: Settings) -> dict[str, Any]:
+
+def first_group_protocol(setting: GroupProtocol) -> GroupProtocolInUse:
+    """The protocol to join with first: ``auto`` tries the consumer protocol (the loop falls back to ``classic``
+    when the broker refuses it: ``consumer.kafka.loop.refuses_consumer_protocol``)."""
+    return "consumer" if setting == "auto" else setting
+
+
+def group_protocol_config(protocol: GroupProtocolInUse) -> dict[str, Any]:
+    """The consumer settings of ``protocol``. With the consumer protocol the session timeout, heartbeat interval
+    and assignor are the broker's (``group.consumer.*``): librdkafka refuses them on the client."""
+    if protocol == "consumer":
+        return {"group.protocol": "consumer"}
+    return {
+        "group.protocol": "classic",
+        "partition.assignment.strategy": "cooperative-sticky" if protocol == "classic" else "range",
+        # A dead scorer's partitions move on within seconds, not the 45 s default.
+        "session.timeout.ms": 10000,
+        "heartbeat.interval.ms": 2000,
+    }
+
+
+def consumer_config(settings: Settings, protocol: GroupProtocolInUse | None = None) -> dict[str, Any]:
+    """The scoring consumer's config; ``protocol`` None: the one ``KAFKA_GROUP_PROTOCOL`` joins with first."""
     scorer = settings.scorer
     config = settings.kafka.client_config()
     config.update({
@@ -23,11 +51,9 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         # Never score records of an aborted upstream transaction.
         "isolation.level": "read_committed",
-        # A dead scorer's partitions move on within seconds, not the 45 s default.
-        "session.timeout.ms": 10000,
-        "heartbeat.interval.ms": 2000,
         "fetch.wait.max.ms": 10,
         "queued.min.messages": max(10000, scorer.batch_max_records * 4),
+        **group_protocol_config(protocol or first_group_protocol(settings.kafka.group_protocol)),
     })
     return config
 

@@ -18,6 +18,8 @@ scored batch's outputs and its input offsets reach Kafka. The loop picks one per
 
 Rebalance callbacks never race a batch: before partitions are revoked or lost, the commit in flight is
 finished (exactly-once), or the producer is flushed and the acknowledged offsets committed (at-least-once).
+With an incremental rebalance protocol only some partitions move; ``on_revoke`` / ``on_lost`` say whether what
+was in flight went through, and when it did not the loop seeks the partitions kept to their committed offsets.
 """
 
 from __future__ import annotations
@@ -98,12 +100,23 @@ class CommitStrategy(ABC):
         rewind after an output was refused (at-least-once), never for a commit in flight."""
 
     @abstractmethod
-    def on_revoke(self) -> None:
-        """Partitions are about to be revoked: finish or commit what is in flight first (never raises BatchFailed)."""
+    def on_revoke(self) -> bool:
+        """Partitions are about to be revoked: finish or commit what is in flight first (never raises BatchFailed).
+
+        :returns: everything in flight was committed; False: some of it was not, and the partitions that stay
+            assigned must be sought to their committed offsets (the caller does it, outside the callback).
+        """
 
     @abstractmethod
-    def on_lost(self) -> None:
-        """Partitions were lost: too late to commit; forget what is in flight (never raises BatchFailed)."""
+    def on_lost(self) -> bool:
+        """Partitions were lost: too late to commit; forget what is in flight (never raises BatchFailed).
+
+        :returns: as ``on_revoke``.
+        """
+
+    def use_consumer(self, consumer: Consumer) -> None:
+        """The loop replaced its consumer before anything was assigned (the group protocol fell back)."""
+        self._consumer = consumer
 
     @abstractmethod
     def close(self) -> None:
@@ -178,8 +191,9 @@ class ExactlyOnceCommit(CommitStrategy):
         """Wait for the commit in flight; on success count and observe its batch.
 
         :param rewind: after a failure, seek every assigned partition to its committed offset. False in a
-            rebalance callback and at shutdown: every partition is leaving (eager assignment, the consumer's
-            default), and whoever consumes it next starts from its committed offset.
+            rebalance callback and at shutdown: whoever consumes a partition that leaves starts from its
+            committed offset, and the loop seeks the partitions kept (incremental protocols) once the callback
+            has returned.
         :raises BatchFailed: the commit failed; the transaction was aborted and the consumer rewound (with the
             batch consumed meanwhile, not produced yet).
         """
@@ -216,12 +230,12 @@ class ExactlyOnceCommit(CommitStrategy):
     def _rewind_to_committed(self) -> None:
         rewind_to_committed(self._consumer, self._producer.clock, self._producer.outage)
 
-    def _finish_pending_or_rewind(self, *, backoff: bool = True) -> None:
-        """Settle the commit in flight. ``backoff`` False (a rebalance callback, shutdown): a failure is reported,
-        never raised, and the consumer is not sought (see ``finish_pending``)."""
+    def _finish_pending_or_rewind(self, *, backoff: bool = True) -> bool:
+        """Settle the commit in flight; False when it failed. ``backoff`` False (a rebalance callback, shutdown):
+        a failure is reported, never raised, and the consumer is not sought (see ``finish_pending``)."""
         pending = self._pending
         if pending is None:
-            return
+            return True
         try:
             self.finish_pending(rewind=backoff)
         except BatchFailed as exc:
@@ -231,18 +245,21 @@ class ExactlyOnceCommit(CommitStrategy):
                 self.state.metrics.transactions.labels(result="aborted").inc()
                 logger.warning("batch of %d at %s aborted; its records are consumed again from the committed "
                                "offsets: %s", len(pending.batch), batch_position(pending.batch), exc)
+            return False
+        return True
 
     def settle(self) -> None:
         if self._pending is not None and self._pending.outcome.done:
             self._finish_pending_or_rewind()
 
-    def on_revoke(self) -> None:
+    def on_revoke(self) -> bool:
         # Every earlier batch was committed (or aborted and rewound) before consume() ran again; the one whose
-        # commit is in flight is finished here, before the partitions move on.
-        self._finish_pending_or_rewind(backoff=False)
+        # commit is in flight is finished here, before the partitions move on. The whole transaction: with an
+        # incremental revoke it may hold offsets of partitions that stay too, which is harmless.
+        return self._finish_pending_or_rewind(backoff=False)
 
-    def on_lost(self) -> None:
-        self._finish_pending_or_rewind(backoff=False)  # its commit fails if the group moved on: aborted
+    def on_lost(self) -> bool:
+        return self._finish_pending_or_rewind(backoff=False)  # its commit fails if the group moved on: aborted
 
     def close(self) -> None:
         try:
@@ -369,18 +386,23 @@ class AtLeastOnceCommit(CommitStrategy):
         except DeliveryFailed as exc:
             self._on_failure(exc.batch, exc)
 
-    def _commit_acknowledged(self, when: str) -> None:
-        """Before partitions move or at shutdown: commit what is acknowledged, synchronously."""
+    def _commit_acknowledged(self, when: str) -> bool:
+        """Before partitions move or at shutdown: commit what is acknowledged, synchronously; False when some
+        produced batch was not (its records are scored again from the committed offsets)."""
         if not self._in_flight and not self._acknowledged:
-            return
+            return True
+        complete = True
         try:
             self._settle(asynchronous=False)
         except BatchFailed as exc:
             logger.warning("at %s: %s; those records will be scored again", when, exc)
+            complete = False
         if self._in_flight:
             logger.warning("at %s: %d produced batches not acknowledged; their records will be scored again",
                            when, len(self._in_flight))
             self._in_flight.clear()
+            complete = False
+        return complete
 
     def _commit_offsets(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
         if not offsets:
@@ -400,18 +422,21 @@ class AtLeastOnceCommit(CommitStrategy):
         if self._in_flight or self._acknowledged:
             self._settle_or_rewind()
 
-    def on_revoke(self) -> None:
+    def on_revoke(self) -> bool:
         # Commit what is acknowledged before the partitions move on.
         if self._in_flight or self._acknowledged:
             self._producer.client.flush(self.settings.scorer.shutdown_timeout)
-            self._commit_acknowledged("rebalance")
+            return self._commit_acknowledged("rebalance")
+        return True
 
-    def on_lost(self) -> None:
+    def on_lost(self) -> bool:
+        complete = not self._in_flight and not self._acknowledged
         if self._in_flight:  # too late to commit: the new owner scores these batches again
             logger.warning("%d produced batches not committed; their records will be scored again",
                            len(self._in_flight))
             self._in_flight.clear()
         self._acknowledged.clear()
+        return complete
 
     def close(self) -> None:
         self._producer.flush_at_shutdown(self.settings.scorer.shutdown_timeout)

@@ -7,7 +7,10 @@ which produces predictions and dead letters and commits the input offsets. Batch
 load, what arrived while the last batch was scored is the next.
 
 Rebalance callbacks run inside consume(), never during a batch; the strategy finishes or commits what is in
-flight before partitions move. The loop also refreshes the consumer lag for /health and the metrics.
+flight before partitions move. The group rebalances by ``KAFKA_GROUP_PROTOCOL`` (``consumer.kafka.clients``):
+with the consumer protocol (KIP-848) or the cooperative-sticky assignor the callbacks name only the partitions
+that move, and the others are consumed on meanwhile; ``auto`` falls back from the consumer protocol to
+``classic`` when the broker refuses it. The loop also refreshes the consumer lag for /health and the metrics.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from config.settings import Settings
 from consumer.core.handle import ModelHandle
 from consumer.core.scoring import BatchHook, BatchResult, Incoming, score_batch
 from consumer.errors import BatchFailed, ScorerFatalError
-from consumer.kafka.clients import consumer_config
+from consumer.kafka.clients import INCREMENTAL_PROTOCOLS, GroupProtocolInUse, consumer_config, first_group_protocol
 from consumer.kafka.commit import AtLeastOnceCommit, CommitStrategy, ExactlyOnceCommit
 from consumer.kafka.oversize import RefusedOutputs, max_output_bytes
 from consumer.kafka.policy import FATAL_CODES, BatchFailures, ClientErrors, RetryClock
@@ -41,6 +44,11 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 0.1
 """With nothing to consume, the loop still checks for stop, fatal errors and acknowledgements this often."""
 LAG_REFRESH_SECONDS = 0.5  # local calls (position, cached watermarks): cheap enough to keep /health current
+PROTOCOL_DESCRIPTIONS: dict[GroupProtocolInUse, str] = {
+    "consumer": "the consumer group protocol (KIP-848, incremental: members keep their partitions)",
+    "classic": "the classic group protocol with the cooperative-sticky assignor (incremental)",
+    "classic-eager": "the classic group protocol with the range assignor (eager: every member revokes everything)",
+}
 
 
 class ScoringLoop:
@@ -63,8 +71,18 @@ class ScoringLoop:
         self._next_lag_refresh = 0.0
         self._last_cut = 0.0
         """When the last batch was cut (monotonic): the next one gathers until BATCH_MAX_WAIT_MS after it."""
-        self._rebalances = 0
-        """Assign, revoke and lost callbacks so far: a batch gathered across one is dropped (``_next_batch``)."""
+        self.group_protocol: GroupProtocolInUse = first_group_protocol(settings.kafka.group_protocol)
+        """The rebalance protocol the consumer uses now (``auto`` may fall back from consumer to classic)."""
+        self._protocol_refused: KafkaError | None = None
+        """The broker refused the consumer protocol (``auto``): the loop falls back to classic."""
+        self._ever_assigned = False
+        self._assigned: set[tuple[str, int]] = set()
+        """The assignment as the rebalance callbacks left it (incremental protocols add and remove)."""
+        self._moved: set[tuple[str, int]] = set()
+        """Partitions revoked or lost while the current batch was fetched: its records of them are dropped."""
+        self._rewind_kept = False
+        """What was in flight failed in a rebalance callback: the partitions kept are sought to their committed
+        offsets before anything more is scored (their positions are past records never committed)."""
         self._refused = RefusedOutputs.for_settings(settings)
         """Inputs whose prediction the broker refused as too large: dead-lettered when scored again."""
         self._max_output_bytes = max_output_bytes(settings)
@@ -90,16 +108,19 @@ class ScoringLoop:
         consumer, strategy = self._start_clients()
         try:  # Kafka and the topics were checked by ScorerService.start (check_kafka_topics)
             strategy.start()
-            consumer.subscribe([topics.records], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                               on_lost=self._on_lost)
+            self._subscribe(consumer)
             self.state.consumer_running = True
-            logger.info("scoring %s -> %s (DLQ %s) as group %s, %s, batches of up to %d / %d ms",
-                        topics.records, topics.predictions, topics.dead_letter, self.settings.scorer.group_id,
-                        self.settings.scorer.processing_guarantee, self.settings.scorer.batch_max_records,
-                        self.settings.scorer.batch_max_wait_ms)
+            logger.info("scoring %s -> %s (DLQ %s) as group %s, %s, batches of up to %d / %d ms; rebalancing "
+                        "with %s", topics.records, topics.predictions, topics.dead_letter,
+                        self.settings.scorer.group_id, self.settings.scorer.processing_guarantee,
+                        self.settings.scorer.batch_max_records, self.settings.scorer.batch_max_wait_ms,
+                        PROTOCOL_DESCRIPTIONS[self.group_protocol])
             while not self._stop.is_set():
                 errors.raise_if_fatal()
                 messages = self._next_batch(consumer)
+                if self._protocol_refused is not None:
+                    consumer = self._fall_back_to_classic(consumer, strategy)
+                    continue
                 errors.raise_if_fatal()
                 if messages:
                     self._process(consumer, strategy, messages)
@@ -107,25 +128,66 @@ class ScoringLoop:
                 self._refresh_lag()
         finally:
             self.state.consumer_running = False
-            self._close(consumer, strategy)
+            self._close(self._consumer or consumer, strategy)
+
+    @property
+    def incremental(self) -> bool:
+        """Rebalances name only the partitions that move (consumer protocol, cooperative-sticky)."""
+        return self.group_protocol in INCREMENTAL_PROTOCOLS
 
     def _start_clients(self) -> tuple[Consumer, CommitStrategy]:
         """The producer, the consumer, and the commit strategy of ``PROCESSING_GUARANTEE`` that uses them."""
         settings, errors, on_done, on_failure = self.settings, self._errors, self._done, self._failures.after_failure
-        consumer_settings = {**consumer_config(settings), "error_cb": errors.on_client_error}
         strategy: CommitStrategy
         if self.exactly_once:
             transactional = TransactionalProducer(settings, errors.on_producer_error, self._stop)
-            self._consumer = consumer = Consumer(consumer_settings)
+            consumer = self._new_consumer()
             strategy = ExactlyOnceCommit(settings, self.state, consumer, transactional, on_done=on_done,
                                          on_failure=on_failure, refused=self._refused)
         else:
             producer = OutputProducer(settings, errors.on_producer_error)
-            self._consumer = consumer = Consumer({**consumer_settings, "on_commit": AtLeastOnceCommit.on_commit})
+            consumer = self._new_consumer()
             strategy = AtLeastOnceCommit(settings, self.state, consumer, producer, self._stop, on_done=on_done,
                                          on_failure=on_failure, refused=self._refused)
         self._strategy = strategy
         return consumer, strategy
+
+    def _new_consumer(self) -> Consumer:
+        config = {**consumer_config(self.settings, self.group_protocol), "error_cb": self._on_consumer_error}
+        if not self.exactly_once:
+            config["on_commit"] = AtLeastOnceCommit.on_commit
+        self._consumer = consumer = Consumer(config)
+        return consumer
+
+    def _subscribe(self, consumer: Consumer) -> None:
+        consumer.subscribe([self.settings.topics.records], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                           on_lost=self._on_lost)
+
+    # --- the consumer protocol refused (KAFKA_GROUP_PROTOCOL=auto) -------------------------------------------
+    def _on_consumer_error(self, error: KafkaError) -> None:
+        if (self.settings.kafka.group_protocol == "auto" and self.group_protocol == "consumer"
+                and not self._ever_assigned and refuses_consumer_protocol(error)):
+            self._protocol_refused = error  # the loop falls back to classic; not a fatal error of the scorer
+            return
+        self._errors.on_client_error(error)
+
+    def _fall_back_to_classic(self, consumer: Consumer, strategy: CommitStrategy) -> Consumer:
+        """The broker refused the consumer protocol before anything was assigned (so nothing is in flight): a new
+        consumer joins with the classic protocol and the cooperative-sticky assignor."""
+        refused, self._protocol_refused = self._protocol_refused, None
+        logger.warning("the broker refused the consumer group protocol (%s): falling back to %s; set "
+                       "KAFKA_GROUP_PROTOCOL=classic to join that way at once, or enable the protocol on the broker "
+                       "(group.coordinator.rebalance.protocols, group.version)",
+                       refused.str() if refused is not None else "?", PROTOCOL_DESCRIPTIONS["classic"])
+        try:
+            consumer.close()  # failed: it holds no partitions and committed nothing
+        except (KafkaException, RuntimeError) as exc:
+            logger.debug("closing the refused consumer: %s", exc)
+        self.group_protocol = "classic"
+        replacement = self._new_consumer()
+        strategy.use_consumer(replacement)
+        self._subscribe(replacement)
+        return replacement
 
     def _next_batch(self, consumer: Consumer) -> list[Message]:
         """Block until a record is there (at most IDLE_POLL_SECONDS), then take what else arrives until
@@ -136,33 +198,52 @@ class ScoringLoop:
         size set by the load), while batches are still cut at most once per BATCH_MAX_WAIT_MS (each has a fixed
         cost). A record never waits for a batch to fill.
 
-        A rebalance inside ``consume()`` (its callbacks run there) makes the gathered batch worthless: the first
-        record came from the old assignment, and a partition assigned again is fetched again from its committed
-        offset, so the same offset could be in the batch twice. Such a batch is dropped and rewound, never scored."""
+        A rebalance inside ``poll()`` or ``consume()`` (its callbacks run there) that takes a partition away makes
+        the batch's records of it worthless: its new owner scores them from the committed offset, and a partition
+        assigned again (the eager protocol revokes everything) is fetched again from there, so the same offset
+        could be in the batch twice. Those records are dropped (``_drop_moved``); the partitions kept go on."""
+        self._moved.clear()
         first = consumer.poll(IDLE_POLL_SECONDS)
-        if first is None:
-            return []
-        more = self.settings.scorer.batch_max_records - 1
-        wait = gather_seconds(self._last_cut, time.monotonic(), self.settings.scorer.batch_max_wait_ms)
-        rebalances = self._rebalances
-        batch = [first, *consumer.consume(more, wait)] if more else [first]
-        self._last_cut = time.monotonic()
-        if self._rebalances != rebalances:
-            self._drop_gathered(consumer, batch)
-            return []
+        batch = [] if first is None else [first]
+        if first is not None:
+            more = self.settings.scorer.batch_max_records - 1
+            wait = gather_seconds(self._last_cut, time.monotonic(), self.settings.scorer.batch_max_wait_ms)
+            if more:
+                batch.extend(consumer.consume(more, wait))
+            self._last_cut = time.monotonic()
+        if self._moved or self._rewind_kept:
+            return self._drop_moved(consumer, batch)
         return batch
 
-    def _drop_gathered(self, consumer: Consumer, messages: list[Message]) -> None:
-        """Drop a batch gathered across a rebalance: seek every assigned partition to its committed offset, where
-        the new assignment started (the commit in flight was finished in ``on_revoke``; with the consumer's eager
-        assignment every partition was revoked).
+    def _drop_moved(self, consumer: Consumer, messages: list[Message]) -> list[Message]:
+        """After a rebalance while the batch was fetched: drop its records of the partitions revoked or lost
+        meanwhile, and seek those assigned again to their committed offsets (the commit in flight was finished in
+        ``on_revoke``). The batch's records of partitions that stayed are kept (incremental protocols).
 
-        Not to the batch's first offsets: a record from before the rebalance can be older than the committed
+        When what was in flight failed inside the callback, every partition still assigned goes back to its
+        committed offset and the whole batch is dropped: their positions are past records never committed.
+
+        Never to the batch's first offsets: a record from before the rebalance can be older than the committed
         offset (another member scored it meanwhile) or newer (the commit in flight failed), and either seek
         would score records twice or never."""
-        logger.info("a rebalance happened while a batch of %d gathered: dropped; the assigned partitions are "
-                    "sought to their committed offsets", len(messages))
-        rewind_to_committed(consumer, RetryClock(self._stop))
+        clock = RetryClock(self._stop)
+        if self._rewind_kept:
+            self._rewind_kept = False
+            logger.info("the commit in flight at a rebalance failed: a batch of %d dropped; every assigned "
+                        "partition is sought to its committed offset", len(messages))
+            rewind_to_committed(consumer, clock)
+            return []
+        moved = self._moved
+        kept = [m for m in messages if m.error() is not None or message_partition(m) not in moved]
+        dropped = {message_partition(m) for m in messages if m.error() is None} & moved
+        again = dropped & self._assigned  # revoked and assigned again: fetched a second time from committed
+        if dropped:
+            logger.info("a rebalance happened while a batch gathered: %d records of %s dropped (the partitions "
+                        "moved)%s", len(messages) - len(kept), describe_keys(dropped),
+                        "; those assigned again are sought to their committed offsets" if again else "")
+        if again:
+            rewind_to_committed(consumer, clock, partitions=again)
+        return kept
 
     def _close(self, consumer: Consumer, strategy: CommitStrategy) -> None:
         strategy.close()
@@ -172,29 +253,48 @@ class ScoringLoop:
             logger.warning("consumer close: %s", exc)
         self.state.set_assignment(frozenset())
 
-    # --- rebalance callbacks (run inside consume(), never during a batch) -----------------------------
+    # --- rebalance callbacks (run inside poll()/consume(), never during a batch) -----------------------
+    # Not calling assign() here lets the client apply the change itself: incremental_assign / incremental_unassign
+    # for the incremental protocols (the callbacks name only the partitions that move), assign / unassign for
+    # the eager one (the callbacks name the whole assignment).
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._rebalances += 1
-        self.state.set_assignment(frozenset((tp.topic, tp.partition) for tp in partitions))
-        logger.info("assigned %s", describe_partitions(partitions))
+        added = {(tp.topic, tp.partition) for tp in partitions}
+        self._ever_assigned = True
+        self._assigned = self._assigned | added if self.incremental else added
+        self.state.set_assignment(frozenset(self._assigned))
+        if added or not self.incremental:
+            logger.info("assigned %s; now own %s", describe_partitions(partitions), self._describe_assigned())
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # The strategy finishes the commit in flight (exactly-once) or commits what is acknowledged
-        # (at-least-once) before the partitions move on.
-        logger.info("revoked %s", describe_partitions(partitions))
-        self._rebalances += 1
-        assert self._strategy is not None
-        self._strategy.on_revoke()
-        self.state.set_assignment(frozenset())
-        self.state.set_lag({})  # their lag is the new owner's to report
+        self._take_away(partitions, lost=False)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        logger.warning("lost %s (another member may already own them)", describe_partitions(partitions))
-        self._rebalances += 1
+        self._take_away(partitions, lost=True)
+
+    def _take_away(self, partitions: list[TopicPartition], *, lost: bool) -> None:
+        """Partitions revoked (the strategy first finishes the commit in flight, exactly-once, or commits what is
+        acknowledged, at-least-once) or lost (too late to commit: what is in flight is aborted or forgotten)."""
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        if self.incremental and not gone:
+            return  # an incremental rebalance that takes nothing from this member: nothing to finish
+        remaining = self._assigned - gone if self.incremental else set()
+        if lost:
+            logger.warning("lost %s (another member may already own them); keeping %s",
+                           describe_partitions(partitions), describe_keys(remaining))
+        else:
+            logger.info("revoked %s; keeping %s", describe_partitions(partitions), describe_keys(remaining))
+        self._moved |= gone
         assert self._strategy is not None
-        self._strategy.on_lost()
-        self.state.set_assignment(frozenset())
-        self.state.set_lag({})
+        committed = self._strategy.on_lost() if lost else self._strategy.on_revoke()
+        if not committed and remaining:
+            self._rewind_kept = True
+        self._assigned = remaining
+        self.state.set_assignment(frozenset(remaining))
+        # Their lag is the new owner's to report; the kept partitions' stays until the next refresh.
+        self.state.set_lag({key: lag for key, lag in self.state.lag.items() if key in remaining})
+
+    def _describe_assigned(self) -> str:
+        return describe_keys(self._assigned)
 
     # --- one batch -----------------------------------------------------------------------------------
     def _process(self, consumer: Consumer, strategy: CommitStrategy, messages: list[Message]) -> None:
@@ -291,3 +391,22 @@ def gather_seconds(last_cut: float, now: float, batch_max_wait_ms: int) -> float
 def describe_partitions(partitions: Sequence[TopicPartition]) -> str:
     """``topic[partition], ...`` for the rebalance logs; ``nothing`` for none."""
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
+
+
+def describe_keys(partitions: set[tuple[str, int]]) -> str:
+    """``describe_partitions`` for (topic, partition) pairs, in order."""
+    return ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(partitions)) or "nothing"
+
+
+def message_partition(message: Message) -> tuple[str, int]:
+    """(topic, partition) of a consumed record (set on every record a consumer hands out)."""
+    return message.topic(), message.partition()  # type: ignore[return-value]
+
+
+def refuses_consumer_protocol(error: KafkaError) -> bool:
+    """The consumer's fatal error when the broker does not support the consumer group protocol, or has it
+    disabled: librdkafka stops the consumer at its first ConsumerGroupHeartbeat with UNSUPPORTED_VERSION (or
+    _UNSUPPORTED_FEATURE when the broker does not offer the API at all)."""
+    return error.code() in (KafkaError.UNSUPPORTED_VERSION, KafkaError._UNSUPPORTED_FEATURE) or (
+        error.code() == KafkaError._FATAL and "ConsumerGroupHeartbeat" in error.str()
+        and "nsupported" in error.str())

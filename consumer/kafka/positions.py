@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
@@ -44,9 +44,13 @@ def rewind(consumer: Consumer, batch: Sequence[Incoming], clock: RetryClock | No
         seek(consumer, TopicPartition(topic, partition, offset), clock)
 
 
-def rewind_to_committed(consumer: Consumer, clock: RetryClock, outage: BrokerOutage | None = None) -> None:
+def rewind_to_committed(consumer: Consumer, clock: RetryClock, outage: BrokerOutage | None = None, *,
+                        partitions: Collection[tuple[str, int]] | None = None) -> None:
     """Seek every assigned partition to its committed offset as the broker has it (its beginning where none is:
     ``auto.offset.reset=earliest``), after a transaction was aborted or its producer replaced.
+
+    :param partitions: only these (topic, partition) pairs, of those assigned (a rebalance moved them while a
+        batch was fetched); None: every assigned partition.
 
     Never to positions remembered in memory: only the broker knows which transactions committed. A commit whose
     answer was lost may have reached the coordinator, and the new producer's init_transactions then completes it;
@@ -60,6 +64,8 @@ def rewind_to_committed(consumer: Consumer, clock: RetryClock, outage: BrokerOut
     backoff = Backoff(clock)
     while True:
         assigned = consumer.assignment()
+        if partitions is not None:
+            assigned = [tp for tp in assigned if (tp.topic, tp.partition) in partitions]
         if not assigned:
             return
         backoff.attempt()
