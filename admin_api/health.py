@@ -141,7 +141,8 @@ def health_report(settings: Settings, state: ScorerState, *, kafka_down_for: flo
         degraded.append(f"MLflow at {settings.mlflow.tracking_uri} is unreachable")
     last = state.last_reload
     if last is not None and last.result == "failed":
-        degraded.append(f"the last model reload failed: {last.detail}")
+        why = f" ({last.reason})" if last.reason else ""
+        degraded.append(f"the last model reload failed{why}: {last.detail}")
     drift_limit = thresholds.get("drift_psi")
     drifting = {k: v for k, v in state.drift.items() if drift_limit is not None and v > drift_limit}
     if drifting:

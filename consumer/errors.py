@@ -36,12 +36,40 @@ class ControlPublishError(ScorerError, RuntimeError):
 class ModelError(ScorerError, RuntimeError):
     """A model could not be resolved, loaded or checked; the message says which and why."""
 
+    reason = "load_failed"
+    """The reload failure's reason code (metric label, /health, status detail): ``load_failed``,
+    ``check_failed``, ``signature_mismatch``, ``flavour_library_missing``, ``registry_unavailable``."""
+
 
 class MlflowUnavailable(ModelError):
     """The MLflow tracking server / registry did not answer (not the schema registry: see
     ``schemas.errors.RegistryUnavailableError``)."""
 
     retriable = True
+    reason = "registry_unavailable"
+
+
+class ModelCheckFailed(ModelError):
+    """The model failed its check prediction (raised, or predicted non-finite values)."""
+
+    reason = "check_failed"
+
+
+class SignatureRefused(ModelError):
+    """The version's signature (or, without one, its predictions) does not fit the housing record."""
+
+    reason = "signature_mismatch"
+
+
+class FlavourLibraryMissing(ModelError):
+    """The version's flavour needs a Python package this environment does not have (nothing is installed at run
+    time: the message names the package to install)."""
+
+    reason = "flavour_library_missing"
+
+    def __init__(self, message: str, package: str) -> None:
+        super().__init__(message)
+        self.package = package
 
 
 class ModelUnavailable(ModelError):

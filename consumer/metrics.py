@@ -99,6 +99,9 @@ class ScorerMetrics:
                                              "Transactional producers replaced by a new one, by reason", ["reason"],
                                              registry=r)
         self.reloads = Counter("housing_scorer_reloads", "Model reload attempts by result", ["result"], registry=r)
+        self.reload_failures = Counter("housing_scorer_reload_failures",
+                                       "Failed model reloads by reason (signature_mismatch, flavour_library_missing, "
+                                       "load_failed, check_failed, registry_unavailable, ...)", ["reason"], registry=r)
         self.reload_seconds = Histogram("housing_scorer_reload_seconds", "Resolve + load + check time",
                                         buckets=LATENCY_BUCKETS, registry=r)
         self.shadow_abs_diff = Histogram("housing_scorer_shadow_abs_difference",

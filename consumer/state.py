@@ -33,10 +33,13 @@ class ReloadResult:
     event_id: str | None = None
     load_seconds: float | None = None
     at: float = field(default_factory=time.time)
+    reason: str | None = None
+    """Why a ``failed`` one failed, as a code (``consumer.errors.ModelError.reason``: ``signature_mismatch``,
+    ``flavour_library_missing``, ``load_failed``, ``check_failed``, ``registry_unavailable``...)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"result": self.result, "version": self.version, "detail": self.detail, "event_id": self.event_id,
-                "load_seconds": self.load_seconds, "at": self.at}
+                "load_seconds": self.load_seconds, "at": self.at, "reason": self.reason}
 
 
 class DriftWindow(Protocol):
@@ -172,6 +175,8 @@ class ScorerState:
     def record_reload(self, result: ReloadResult) -> None:
         self.last_reload = result
         self.metrics.reloads.labels(result=result.result).inc()
+        if result.result == "failed":
+            self.metrics.reload_failures.labels(reason=result.reason or "load_failed").inc()
         if result.load_seconds is not None and result.result == "loaded":
             self.metrics.reload_seconds.observe(result.load_seconds)
 

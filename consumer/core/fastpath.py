@@ -7,6 +7,8 @@ cost of a small batch, and a fixed cost on every batch. For the steps housing-tr
 over named columns, remainder dropped, made of SimpleImputer, StandardScaler and dense OneHotEncoder), that work
 is a few numpy operations. ``verified_predictor`` builds that function and keeps it only if it gives the same
 predictions as ``model.predict`` on check rows (every category, a missing value, the version's input example).
+A LightGBM model (a Booster, an LGBMRegressor, or the estimator of such a Pipeline) is predicted by its
+booster on a float matrix, past the sklearn API's input checks: the same compiled call, the same floats.
 Any other model shape is called as it is.
 """
 
@@ -20,7 +22,8 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
-from consumer.core.features import FeatureColumns, to_frame
+from consumer.core.features import CATEGORICAL_COLUMN, FEATURE_COLUMNS, FeatureColumns, as_frame, model_frame, to_frame
+from consumer.core.signature import DEFAULT_PLAN, InputPlan, numeric_only
 from schemas.examples import EXAMPLE_RECORD
 from schemas.validation import OCEAN_PROXIMITY_CATEGORIES
 
@@ -31,15 +34,20 @@ Predictor = Callable[[Features], np.ndarray]
 Block = Callable[[Features], np.ndarray]
 
 
-def verified_predictor(model: Any, input_example: Any = None) -> Predictor | None:
+def verified_predictor(model: Any, input_example: Any = None, plan: InputPlan = DEFAULT_PLAN) -> Predictor | None:
     """The numpy predictor for ``model``, if it has a known shape and matches ``model.predict`` exactly
-    (relative 1e-12) on the check rows, given as a frame and as columns; else None. Never raises."""
+    (relative 1e-12) on the check rows, given as a frame and as columns; else None. Never raises.
+
+    :param plan: the columns (and dtypes) the model's signature takes: the frame ``model.predict`` is checked
+        on has exactly these, so a fast path cannot read a column the model is not given.
+    """
     try:
-        fast = compile_predictor(model)
+        fast = compile_predictor(model, plan)
         if fast is None:
             return None
         for frame in check_frames(input_example):
-            expected = np.asarray(model.predict(frame), dtype=np.float64).reshape(-1)
+            expected = np.asarray(model.predict(model_frame(frame, plan.columns, plan.dtypes)),
+                                  dtype=np.float64).reshape(-1)
             columns = {name: frame[name].to_numpy() for name in frame.columns}
             for got in (fast(frame), fast(columns)):
                 if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-12, atol=0.0):
@@ -52,17 +60,38 @@ def verified_predictor(model: Any, input_example: Any = None) -> Predictor | Non
 
 
 def check_frames(input_example: Any = None) -> list[pd.DataFrame]:
+    """Every category, a missing ``total_bedrooms``, and the version's input example (given all nine columns:
+    an example of fewer columns is completed from the built-in example record)."""
     rows = [{**EXAMPLE_RECORD, "ocean_proximity": category} for category in OCEAN_PROXIMITY_CATEGORIES]
     rows.append({**EXAMPLE_RECORD, "total_bedrooms": None})
     frames = [to_frame(rows)]
     if isinstance(input_example, pd.DataFrame) and len(input_example):
-        frames.append(input_example)
+        frames.append(complete_example(input_example))
     return frames
 
 
-def compile_predictor(model: Any) -> Predictor | None:
-    """A numpy function doing what ``model.predict`` does on a FEATURE_COLUMNS frame (given as the frame or as its
-    columns), or None if ``model`` is not Pipeline([ColumnTransformer of known steps, estimator])."""
+def complete_example(example: pd.DataFrame) -> pd.DataFrame:
+    """The example's rows with all nine record columns: its own values where it has them (cast as the record's),
+    the built-in example record's elsewhere."""
+    rows = len(example)
+    data: dict[str, Any] = {}
+    for name in FEATURE_COLUMNS:
+        if name in example.columns:
+            values = example[name].to_numpy()
+        else:
+            values = np.full(rows, EXAMPLE_RECORD[name], dtype=object)
+        data[name] = values
+    return as_frame({name: (np.asarray(data[name], dtype=object) if name == CATEGORICAL_COLUMN
+                            else np.asarray(data[name], dtype=np.float64)) for name in FEATURE_COLUMNS})
+
+
+def compile_predictor(model: Any, plan: InputPlan = DEFAULT_PLAN) -> Predictor | None:
+    """A numpy function doing what ``model.predict`` does on the plan's frame (given as the batch's frame or its
+    columns), or None if ``model`` is neither Pipeline([ColumnTransformer of known steps, estimator]) nor a
+    LightGBM model taking numeric columns."""
+    booster = lightgbm_predictor(model, plan)
+    if booster is not None:
+        return booster
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
@@ -71,8 +100,8 @@ def compile_predictor(model: Any) -> Predictor | None:
     preprocess, estimator = model.steps[0][1], model.steps[1][1]
     if not isinstance(preprocess, ColumnTransformer) or getattr(preprocess, "sparse_output_", True):
         return None
-    if hasattr(estimator, "feature_names_in_") or not hasattr(estimator, "predict"):
-        return None  # fitted on a DataFrame: it wants one back
+    if not hasattr(estimator, "predict") or (not _is_lightgbm(estimator) and hasattr(estimator, "feature_names_in_")):
+        return None  # fitted on a DataFrame: it wants one back (LightGBM's sklearn API always has the attribute)
     blocks: list[Block] = []
     for _, transformer, columns in preprocess.transformers_:
         if transformer == "drop":
@@ -86,11 +115,53 @@ def compile_predictor(model: Any) -> Predictor | None:
         blocks.append(block)
     if not blocks:
         return None
-    predict = tree_sum_predictor(estimator) or estimator.predict
+    predict = tree_sum_predictor(estimator) or booster_predictor(estimator) or estimator.predict
 
     def fast_predict(batch: Features) -> np.ndarray:
         features = np.hstack([block(batch) for block in blocks]) if len(blocks) > 1 else blocks[0](batch)
         return np.asarray(predict(features), dtype=np.float64).reshape(-1)
+
+    return fast_predict
+
+
+def _is_lightgbm(model: Any) -> bool:
+    return type(model).__module__.split(".")[0] == "lightgbm"
+
+
+def booster_predictor(estimator: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """LightGBM's own ``Booster.predict`` on a float matrix, past the sklearn API's input checks (a regressor with
+    the default raw score; anything else is left to ``estimator.predict``), or None for a non-LightGBM model."""
+    if not _is_lightgbm(estimator):
+        return None
+    import lightgbm
+
+    if isinstance(estimator, lightgbm.Booster):
+        booster = estimator
+    elif isinstance(estimator, lightgbm.LGBMRegressor) and estimator.__sklearn_is_fitted__():
+        booster = estimator.booster_
+    else:
+        return None
+    if booster.params.get("objective") not in (None, "regression", "regression_l2", "l2", "mse", "huber", "fair",
+                                               "regression_l1", "l1", "quantile", "mape"):
+        return None  # a link function (poisson, gamma, tweedie) or a classifier: sklearn's predict knows it
+
+    def predict(features: np.ndarray) -> np.ndarray:
+        return np.asarray(booster.predict(features), dtype=np.float64)
+
+    return predict
+
+
+def lightgbm_predictor(model: Any, plan: InputPlan) -> Predictor | None:
+    """A bare LightGBM model (Booster or LGBMRegressor) given the plan's numeric columns as one float matrix,
+    or None (not LightGBM, or a string column it cannot take as numbers)."""
+    predict = booster_predictor(model)
+    if predict is None or not numeric_only(plan):
+        return None
+    columns = tuple(zip(plan.columns, plan.dtypes, strict=True))
+
+    def fast_predict(batch: Features) -> np.ndarray:
+        matrix = np.column_stack([np.asarray(batch[name], dtype=dtype) for name, dtype in columns])
+        return predict(matrix).reshape(-1)
 
     return fast_predict
 

@@ -34,6 +34,7 @@ __all__ = [
     "FeatureColumns",
     "as_frame",
     "concat_columns",
+    "model_frame",
     "row_count",
     "take_rows",
     "to_columns",
@@ -82,6 +83,25 @@ def as_frame(columns: FeatureColumns | pd.DataFrame) -> pd.DataFrame:
     # An explicit object Series: pandas 3 would otherwise infer its own string dtype.
     data[CATEGORICAL_COLUMN] = pd.Series(columns[CATEGORICAL_COLUMN], dtype=object)
     return pd.DataFrame(data, columns=list(FEATURE_COLUMNS))
+
+
+def model_frame(columns: FeatureColumns | pd.DataFrame, names: Sequence[str], dtypes: Sequence[str]) -> pd.DataFrame:
+    """The frame a model's signature asks for: only its columns, in its order, each cast to its dtype
+    (``float64``, ``float32`` or ``object``). One per batch, never per record.
+
+    :param columns: the batch's feature columns (or a frame holding at least ``names``).
+    :param names: the columns the model takes (``consumer.core.signature.InputPlan.columns``).
+    :param dtypes: their dtypes, in the same order.
+    """
+    data: dict[str, Any] = {}
+    for name, dtype in zip(names, dtypes, strict=True):
+        values = columns[name]
+        if dtype == "object":
+            # An explicit object Series: pandas 3 would otherwise infer its own string dtype.
+            data[name] = pd.Series(np.asarray(values, dtype=object), dtype=object)
+        else:
+            data[name] = np.asarray(values, dtype=dtype)
+    return pd.DataFrame(data, columns=list(names))
 
 
 def to_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -16,10 +16,35 @@ import numpy as np
 import pandas as pd
 
 from consumer.core.fastpath import verified_predictor
-from consumer.core.features import FeatureColumns, as_frame
+from consumer.core.features import FeatureColumns, as_frame, model_frame
+from consumer.core.signature import DEFAULT_PLAN, InputPlan, Signature
 from schemas.versions import version_number
 
 ModelSource = Literal["registry", "fallback", "memory"]
+PYFUNC = "python_function"
+"""The flavour of a model MLflow knows only as a pyfunc (a custom ``mlflow.pyfunc.PythonModel``, and any flavour
+the scorer has no fast path for is served through its pyfunc)."""
+
+
+class OutputShapeError(ValueError):
+    """A model's output is not one number per row."""
+
+
+def one_per_row(output: Any, rows: int | None = None) -> np.ndarray:
+    """A model's output as one float64 per row: a 1-D array, a one-column frame or matrix, a Series or a list.
+
+    :raises ValueError: two or more values per row, or (with ``rows``) not one per input row.
+    """
+    if isinstance(output, pd.DataFrame | pd.Series):
+        output = output.to_numpy()
+    values = np.asarray(output, dtype=np.float64)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise OutputShapeError(f"the model returned an output of shape {values.shape}: one number per row expected")
+    if rows is not None and values.shape[0] != rows:
+        raise OutputShapeError(f"model returned {values.shape[0]} predictions for {rows} rows")
+    return values
 
 
 @dataclass(frozen=True)
@@ -27,8 +52,9 @@ class ModelHandle:
     """A loaded model plus the registry coordinates it came from."""
 
     model: Any
-    """Anything with ``predict(frame) -> array``: a scikit-learn Pipeline taking the FEATURE_COLUMNS frame (the
-    verified fast path takes the batch's columns without building one)."""
+    """Anything with ``predict(frame) -> array``: the native model (a scikit-learn Pipeline, a LightGBM model),
+    whose verified fast path takes the batch's columns without building a frame, or an ``mlflow.pyfunc``
+    model given the frame its signature asks for (``plan``)."""
     name: str
     """Registered model name, e.g. ``california_housing_best_model``."""
     version: str
@@ -48,24 +74,41 @@ class ModelHandle:
     """The version's stored input example (a DataFrame), used to check a model before it is swapped in."""
     reference_profile: Mapping[str, Any] | None = None
     """The training split's feature profile (bin edges and proportions) for drift monitoring."""
+    flavour: str = "sklearn"
+    """The MLflow flavour the version was logged with (``sklearn``, ``lightgbm``, ``python_function``...)."""
+    signature: Signature | None = None
+    """The version's signature (None: it has none; ``plan`` then comes from its input example)."""
+    plan: InputPlan = DEFAULT_PLAN
+    """The record columns the model is given and their dtypes, checked against the signature by the loader."""
     _fast_predict: Callable[[Any], np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
     """Set once by ``__post_init__``: the verified numpy fast path, or None to call ``model.predict``."""
 
     def __post_init__(self) -> None:
         # Where the model has the training pipeline's shape, a numpy path that predicts exactly what it does
         # without pandas per call (consumer/core/fastpath.py); checked here, once per loaded model.
-        object.__setattr__(self, "_fast_predict", verified_predictor(self.model, self.input_example))
+        object.__setattr__(self, "_fast_predict", verified_predictor(self.model, self.input_example, self.plan))
 
     @property
     def fast_path(self) -> bool:
         """Whether predictions go through the verified numpy fast path."""
         return self._fast_predict is not None
 
+    @property
+    def predict_path(self) -> str:
+        """How a batch is predicted: ``numpy fast path`` or ``dataframe`` (the plan's frame, once per batch)."""
+        return "numpy fast path" if self._fast_predict is not None else "dataframe"
+
     def predict(self, features: FeatureColumns | pd.DataFrame) -> np.ndarray:
-        """One vectorised call for a whole batch (its feature columns or its frame); returns float64 predictions."""
+        """One vectorised call for a whole batch (its feature columns or its frame); returns float64 predictions,
+        one per row.
+
+        :raises OutputShapeError: the model returned more than one value per row.
+        """
         if self._fast_predict is not None:
             return self._fast_predict(features)
-        return np.asarray(self.model.predict(as_frame(features)), dtype=np.float64).reshape(-1)
+        frame = as_frame(features) if self.plan.all_features else model_frame(features, self.plan.columns,
+                                                                                self.plan.dtypes)
+        return one_per_row(self.model.predict(frame))
 
     @property
     def version_number(self) -> int:
@@ -84,6 +127,10 @@ class ModelHandle:
             "source": self.source,
             "loaded_at": self.loaded_at,
             "load_seconds": round(self.load_seconds, 4),
+            "flavour": self.flavour,
+            "predict_path": self.predict_path,
+            "input_columns": list(self.plan.columns),
+            "signature": self.signature.describe() if self.signature is not None else None,
         }
 
     @property

@@ -1,15 +1,22 @@
 """Resolve, load and check models from the MLflow registry, and the local fallback file when it cannot answer.
 
 Resolution turns "the champion", "the Production version" or "version 7" into one concrete registry
-version. Loading downloads that version's artifacts once, loads the scikit-learn pipeline, its stored input
-example and the training feature profile, then checks that the model predicts finite values on the example
-before anyone may swap it in. When the registry cannot be reached at start-up, the local fallback file
+version. Loading downloads that version's artifacts once and reads its MLmodel file: the flavour's Python
+package must be importable (``flavour_library_missing`` otherwise: nothing is installed at run time), and the
+signature must take the housing record and return one number per row (``consumer.core.signature``;
+``signature_mismatch`` otherwise). The model is loaded with ``mlflow.pyfunc.load_model``; for a flavour with a
+numpy fast path (scikit-learn pipelines, LightGBM) its native model is used when that fast path predicts
+exactly what the model does, else the pyfunc model is given one DataFrame per batch. Then the model must predict
+one finite number per row on its input example and on the built-in example record before anyone may swap it
+in. When the registry cannot be reached at start-up, the local fallback file
 (``MODEL_PATH``) is used, and said loudly.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -22,17 +29,45 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from config.mlflow import configure_mlflow_client, mlflow_answers
 from config.settings import Settings
+from consumer.core.fastpath import complete_example
 from consumer.core.features import to_frame
-from consumer.core.handle import ModelHandle
-from consumer.errors import MlflowUnavailable, ModelError, ModelUnavailable
+from consumer.core.handle import PYFUNC, ModelHandle, OutputShapeError
+from consumer.core.signature import Signature, SignatureMismatch, input_plan
+from consumer.errors import (
+    FlavourLibraryMissing,
+    MlflowUnavailable,
+    ModelCheckFailed,
+    ModelError,
+    ModelUnavailable,
+    SignatureRefused,
+)
 from schemas.examples import EXAMPLE_RECORD
 
 logger = logging.getLogger(__name__)
 
 PROFILE_ARTIFACT = "reference_profile.json"
+FAST_FLAVOURS = ("sklearn", "lightgbm")
+"""Flavours whose native model may have a numpy fast path (``consumer.core.fastpath``)."""
+FLAVOUR_PACKAGES: dict[str, tuple[str, str]] = {
+    "sklearn": ("sklearn", "scikit-learn"),
+    "lightgbm": ("lightgbm", "lightgbm"),
+    "xgboost": ("xgboost", "xgboost"),
+    "catboost": ("catboost", "catboost"),
+    "statsmodels": ("statsmodels", "statsmodels"),
+    "pytorch": ("torch", "torch"),
+    "tensorflow": ("tensorflow", "tensorflow"),
+    "keras": ("keras", "keras"),
+    "onnx": ("onnxruntime", "onnxruntime"),
+    "prophet": ("prophet", "prophet"),
+    "h2o": ("h2o", "h2o"),
+    "spark": ("pyspark", "pyspark"),
+}
+"""Flavour -> (the module it imports, the pip package that provides it)."""
+MODULE_PACKAGES = {module: package for module, package in FLAVOUR_PACKAGES.values()}
 
 
 
@@ -118,9 +153,7 @@ class ModelLoader:
     def load(self, resolved: ResolvedVersion, *, check: bool = True) -> ModelHandle:
         """Download, load and (by default) check one version. Raises ModelError; never returns a bad model."""
         import mlflow.artifacts
-        import mlflow.sklearn
         from mlflow.exceptions import MlflowException
-        from mlflow.models import Model
 
         started = time.perf_counter()
         try:
@@ -132,9 +165,9 @@ class ModelLoader:
                 location = self.client.get_model_version_download_uri(resolved.name, resolved.version)
                 local = mlflow.artifacts.download_artifacts(
                     artifact_uri=location, dst_path=os.path.join(tmp, "model"), tracking_uri=self.tracking_uri)
-                estimator = mlflow.sklearn.load_model(local)
-                example = _load_input_example(Model, local)
-                profile = profile_future.result()
+                handle = load_local_model(local, resolved)
+                handle = dataclasses.replace(handle, reference_profile=profile_future.result(),
+                                             load_seconds=time.perf_counter() - started)
         except MlflowException as exc:
             if _is_connection_problem(exc):
                 raise MlflowUnavailable(f"MLflow registry at {self.tracking_uri}: {exc}") from exc
@@ -143,11 +176,6 @@ class ModelLoader:
             raise
         except Exception as exc:  # corrupt artifacts surface as anything: pickle, skops, OS errors
             raise ModelError(f"could not load {resolved.uri}: {type(exc).__name__}: {exc}") from exc
-        handle = ModelHandle(
-            model=estimator, name=resolved.name, version=resolved.version, alias=resolved.alias,
-            stage=resolved.stage, uri=resolved.uri, run_id=resolved.run_id, source="registry",
-            load_seconds=time.perf_counter() - started, input_example=example, reference_profile=profile,
-        )
         if check:
             check_model(handle)
         return handle
@@ -170,9 +198,89 @@ class ModelLoader:
             return profile
 
 
-def _load_input_example(model_cls: Any, local: str) -> Any:
+def load_local_model(local: str, resolved: ResolvedVersion) -> ModelHandle:
+    """Load a downloaded model version by its flavour (see the module doc); not yet checked.
+
+    :raises FlavourLibraryMissing: its flavour's package (or loader module) cannot be imported here.
+    :raises SignatureRefused: its signature or input example does not fit the housing record.
+    """
+    import mlflow.pyfunc
+    from mlflow.models import Model
+
+    mlmodel = Model.load(local)
+    flavours = dict(mlmodel.flavors or {})
+    if PYFUNC not in flavours:
+        raise ModelError(f"{resolved.uri} has no python_function flavour ({', '.join(flavours) or 'none'}): "
+                         "the scorer serves MLflow pyfunc models")
+    flavour = native_flavour(flavours)
+    require_libraries(flavours, resolved.uri)
+    example = _load_input_example(mlmodel, local)
+    raw_signature = mlmodel.signature.to_dict() if mlmodel.signature is not None else None
+    signature = Signature.from_mlmodel(raw_signature)
+    example_dtypes = ({str(c): str(t) for c, t in example.dtypes.items()}
+                      if isinstance(example, pd.DataFrame) else None)
     try:
-        return model_cls.load(local).load_input_example(local)
+        plan = input_plan(signature, example_dtypes)
+    except SignatureMismatch as exc:
+        what = "signature" if signature is not None and signature.inputs is not None else "input example"
+        raise SignatureRefused(f"{resolved.uri} ({flavour}) does not fit the housing record: its {what}: "
+                               f"{exc}") from exc
+    try:
+        pyfunc_model = mlflow.pyfunc.load_model(local)
+    except ModuleNotFoundError as exc:
+        raise _library_missing(exc.name or str(exc), resolved.uri, flavour) from exc
+    common: dict[str, Any] = dict(
+        name=resolved.name, version=resolved.version, alias=resolved.alias, stage=resolved.stage,
+        uri=resolved.uri, run_id=resolved.run_id, source="registry", input_example=example,
+        flavour=flavour, signature=signature, plan=plan)
+    if flavour in FAST_FLAVOURS:
+        native = ModelHandle(model=pyfunc_model.get_raw_model(), **common)
+        if native.fast_path:
+            return native
+    return ModelHandle(model=pyfunc_model, **common)
+
+
+def native_flavour(flavours: dict[str, Any]) -> str:
+    """The flavour a version was logged with: its first flavour other than python_function (``sklearn``,
+    ``lightgbm``...), else ``python_function`` (a custom pyfunc model)."""
+    return next((name for name in flavours if name != PYFUNC), PYFUNC)
+
+
+def require_libraries(flavours: dict[str, Any], uri: str) -> None:
+    """Every package the version's flavours need is importable, and so is its pyfunc loader module.
+
+    :raises FlavourLibraryMissing: naming the package to install.
+    """
+    for flavour in flavours:
+        module, package = FLAVOUR_PACKAGES.get(flavour, (None, None))
+        if module is not None and package is not None and not _importable(module):
+            raise FlavourLibraryMissing(
+                f"{uri} is a {flavour} model, and this scorer's environment has no {package}: install it "
+                f"(pip install {package}) and reload; the scorer installs nothing at run time", package)
+    loader_module = str((flavours.get(PYFUNC) or {}).get("loader_module") or "")
+    if loader_module and not _importable(loader_module):
+        raise _library_missing(loader_module, uri, native_flavour(flavours))
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a missing parent package, or an odd name
+        return False
+
+
+def _library_missing(module: str, uri: str, flavour: str) -> FlavourLibraryMissing:
+    top = module.split(".")[0]
+    package = MODULE_PACKAGES.get(top, top)
+    return FlavourLibraryMissing(
+        f"{uri} ({flavour}) needs the Python module {module!r}, which this scorer's environment cannot import: "
+        f"install the package that provides it (pip install {package}) and reload; the scorer installs nothing "
+        "at run time", package)
+
+
+def _load_input_example(mlmodel: Any, local: str) -> Any:
+    try:
+        return mlmodel.load_input_example(local)
     except Exception as exc:  # an old version without an example can still be loaded, just not checked on it
         logger.warning("model at %s has no usable input example: %s", local, exc)
         return None
@@ -184,15 +292,31 @@ def _is_connection_problem(exc: Exception) -> bool:
 
 
 def check_model(handle: ModelHandle) -> None:
-    """The model must predict finite numbers on its stored input example (or a built-in row if it has none)."""
+    """The model must predict one finite number per row on its stored input example and on the built-in
+    example record, given as the scoring loop gives them (the columns of its plan).
+
+    :raises SignatureRefused: it returned more (or fewer) than one number per row.
+    :raises ModelCheckFailed: it raised, or predicted a non-finite value.
+    """
+    checks: list[tuple[str, pd.DataFrame]] = []
     example = handle.input_example
-    frame = example if example is not None else to_frame([EXAMPLE_RECORD])
-    try:
-        predictions = handle.predict(frame)
-    except Exception as exc:
-        raise ModelError(f"{handle.label} failed its check prediction: {type(exc).__name__}: {exc}") from exc
-    if predictions.size == 0 or not np.all(np.isfinite(predictions)):
-        raise ModelError(f"{handle.label} predicted non-finite values on its input example")
+    if isinstance(example, pd.DataFrame) and len(example):
+        checks.append(("its input example", complete_example(example)))
+    checks.append(("the built-in example record", to_frame([EXAMPLE_RECORD])))
+    for what, frame in checks:
+        try:
+            predictions = handle.predict(frame)
+        except OutputShapeError as exc:
+            raise SignatureRefused(f"{handle.label} ({handle.flavour}) does not return one number per row on "
+                                   f"{what}: {exc}") from exc
+        except Exception as exc:
+            raise ModelCheckFailed(f"{handle.label} failed its check prediction on {what}: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+        if predictions.shape != (len(frame),):
+            raise SignatureRefused(f"{handle.label} ({handle.flavour}) returned {predictions.shape[0]} predictions "
+                                   f"for the {len(frame)} rows of {what}: one number per row expected")
+        if not np.all(np.isfinite(predictions)):
+            raise ModelCheckFailed(f"{handle.label} predicted non-finite values on {what}")
 
 
 def load_fallback(path: str | os.PathLike[str], model_name: str) -> ModelHandle:
@@ -224,6 +348,7 @@ def load_fallback(path: str | os.PathLike[str], model_name: str) -> ModelHandle:
         model=estimator, name=str(meta.get("name") or model_name), version=str(meta.get("version") or "0"),
         alias=None, stage=None, uri=str(model_path), run_id=meta.get("run_id"), source="fallback",
         load_seconds=time.perf_counter() - started, reference_profile=profile,
+        flavour=str(meta.get("flavour") or "sklearn"),
     )
     check_model(handle_)
     return handle_

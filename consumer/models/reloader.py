@@ -165,7 +165,8 @@ class Reloader(Worker):
             return self._handle(request)
         except Exception as exc:  # a bug, not a bad model: keep the worker alive and say so
             logger.exception("reload %s crashed", request.label())
-            result = ReloadResult("failed", request.version, f"internal error: {exc}", request.event_id)
+            result = ReloadResult("failed", request.version, f"internal error: {exc}", request.event_id,
+                                  reason="internal_error")
             try:
                 self._report(request, result, slot="champion")
             except Exception:
@@ -218,7 +219,7 @@ class Reloader(Worker):
         except ModelError as exc:
             self.state.set_mlflow_reachable(self.loader.reachable())
             return self._fail(request, request.version, f"could not resolve {request.label()}: {exc}", started,
-                              registry_down=isinstance(exc, MlflowUnavailable))
+                              registry_down=isinstance(exc, MlflowUnavailable), reason=exc.reason)
         decision = decide(request, target=resolved.version, loaded=current, rolled_back_from=self.rolled_back_from)
         return self._execute(request, decision, resolved, started, rollback=False)
 
@@ -238,7 +239,7 @@ class Reloader(Worker):
             return self._report(request, ReloadResult("ignored", decision.version, decision.reason,
                                                       request.event_id), slot="champion")
         if decision.action == "fail":
-            return self._fail(request, decision.version, decision.reason, started)
+            return self._fail(request, decision.version, decision.reason, started, reason="nothing_to_roll_back")
         if decision.action == "swap_previous":
             previous = self.state.models.previous
             assert previous is not None
@@ -250,7 +251,7 @@ class Reloader(Worker):
                 handle = self.loader.load(resolved)  # downloads, loads and checks; raises on any problem
             except ModelError as exc:
                 return self._fail(request, decision.version, str(exc), started,
-                                  registry_down=isinstance(exc, MlflowUnavailable))
+                                  registry_down=isinstance(exc, MlflowUnavailable), reason=exc.reason)
         self.state.on_model_loaded(handle)
         if rollback and current is not None:
             self.rolled_back_from = self._held_against_the_registry(current.version)
@@ -287,12 +288,12 @@ class Reloader(Worker):
             self.rolled_back_from = None
 
     def _fail(self, request: ReloadRequest, version: str | None, why: str, started: float, *,
-              registry_down: bool = False) -> ReloadResult:
+              registry_down: bool = False, reason: str | None = None) -> ReloadResult:
         current = self.state.models.current
         keeps = f"; still serving {current.label}" if current is not None else ""
-        logger.error("reload %s failed: %s%s", request.label(), why, keeps)
+        logger.error("reload %s failed (%s): %s%s", request.label(), reason, why, keeps)
         result = ReloadResult("failed", version, f"{why}{keeps}", request.event_id,
-                              time.perf_counter() - started)
+                              time.perf_counter() - started, reason=reason)
         # The poll backs off a version that failed to load (a corrupt artifact stays corrupt). An unreachable
         # registry says nothing about the version: once MLflow is back, the next poll must load it.
         if registry_down:
@@ -309,8 +310,10 @@ class Reloader(Worker):
         # that finds the version already loaded) is logged and counted, not published over it.
         if self.status is not None and result.result != "ignored":
             current = self.state.models.current
+            # The status schema has no reason field: a failure's detail starts with its reason code.
+            detail = f"{result.reason}: {result.detail}" if result.reason else result.detail
             self.status.publish(result.result, model_version=current.version if current else None,
-                                event_id=result.event_id, detail=result.detail, load_seconds=result.load_seconds,
+                                event_id=result.event_id, detail=detail, load_seconds=result.load_seconds,
                                 model_name=current.name if current else None)
         return result
 
@@ -335,7 +338,7 @@ class Reloader(Worker):
         except ModelError as exc:
             keeps = f"; shadow stays v{shadow.version}" if shadow is not None else "; no shadow model"
             result = ReloadResult("failed", target, f"shadow @{alias}: {exc}{keeps}", request.event_id,
-                                  time.perf_counter() - started)
+                                  time.perf_counter() - started, reason=exc.reason)
             logger.warning("shadow load failed: %s", result.detail)
         # Shadow loads are reported beside, not as, the champion's reloads: the fleet view shows champions.
         serving = self.state.models.shadow
