@@ -27,7 +27,7 @@ from config.settings import (
 )
 from training.announce import announce_promotion
 from training.data import DEFAULT_DATA_PATH, DataError
-from training.pipeline import MODEL_KINDS, parse_kinds
+from training.pipeline import FLAVOURS, MODEL_KINDS, parse_kinds
 from training.register import train_and_register
 from training.results import TrainingConfig, TrainingError, TrainingResult
 
@@ -99,11 +99,11 @@ def _resolve_data_path(path: str) -> str:
 
 def format_table(result: TrainingResult) -> str:
     """The human summary: one line per model, then what was registered and written."""
-    lines = [f"{'model':<24}{'rmse':>10}{'mae':>10}{'r2':>8}{'fit s':>8}  run"]
+    lines = [f"{'model':<24}{'flavour':<10}{'rmse':>10}{'mae':>10}{'r2':>8}{'fit s':>8}  run"]
     for r in sorted(result.results, key=lambda r: r.metrics["rmse"]):
         mark = " *" if r.kind == result.best_kind else ""
-        lines.append(f"{r.kind:<24}{r.metrics['rmse']:>10,.0f}{r.metrics['mae']:>10,.0f}{r.metrics['r2']:>8.4f}"
-                     f"{r.fit_seconds:>8.1f}  {r.run_id}{mark}")
+        lines.append(f"{r.kind:<24}{FLAVOURS.get(r.kind, 'sklearn'):<10}{r.metrics['rmse']:>10,.0f}"
+                     f"{r.metrics['mae']:>10,.0f}{r.metrics['r2']:>8.4f}{r.fit_seconds:>8.1f}  {r.run_id}{mark}")
     lines += [
         "",
         f"registered {result.model_name} version {result.version} ({result.best_kind}): "

@@ -20,6 +20,7 @@ import pandas as pd
 import sklearn
 
 from schemas.features import TARGET_COLUMN
+from training.pipeline import FLAVOURS
 from training.results import ModelResult, TrainingConfig
 from training.tracking import PROFILE_ARTIFACT, Registration
 
@@ -62,6 +63,7 @@ def fallback_metadata(
         "run_id": best.run_id,
         "model_uri": model_uri,
         "model_kind": best.kind,
+        "flavour": FLAVOURS.get(best.kind, "sklearn"),
         "metrics": best.metrics,
         "trained_at": trained_at,
         "aliases": list(registration.aliases),

@@ -1,5 +1,9 @@
 """The model pipelines: one pure builder per model kind, no I/O, no MLflow.
 
+Four scikit-learn estimators and LightGBM (its scikit-learn API, ``LGBMRegressor``): every kind is the same
+preprocessing ColumnTransformer followed by its estimator, so every kind takes the raw record's frame.
+``FLAVOURS`` says which MLflow flavour logs each (``lightgbm`` for LightGBM, ``sklearn`` for the rest).
+
 Every pipeline takes exactly the frame ``consumer.core.features.to_frame`` builds (FEATURE_COLUMNS in
 order, numeric float64 with NaN allowed, ``ocean_proximity`` object dtype) and does its own
 preprocessing, so the logged model is the whole transform + estimator and the scorer never
@@ -33,8 +37,12 @@ MODEL_KINDS: tuple[str, ...] = (
     "decision_tree",
     "random_forest",
     "hist_gradient_boosting",
+    "lightgbm",
 )
 """The model kinds ``build_pipeline`` knows, in training order (cheapest first)."""
+
+FLAVOURS: dict[str, str] = {kind: "lightgbm" if kind == "lightgbm" else "sklearn" for kind in MODEL_KINDS}
+"""The MLflow flavour each kind is logged with (``mlflow.sklearn`` / ``mlflow.lightgbm``)."""
 
 _ALIASES: dict[str, str] = {
     "linear": "linear_regression",
@@ -52,6 +60,9 @@ _ALIASES: dict[str, str] = {
     "histgradientboosting": "hist_gradient_boosting",
     "histgradientboostingregressor": "hist_gradient_boosting",
     "gbm": "hist_gradient_boosting",
+    "lgbm": "lightgbm",
+    "lgb": "lightgbm",
+    "lgbmregressor": "lightgbm",
 }
 
 ESTIMATOR_STEP = "model"
@@ -128,8 +139,14 @@ def build_pipeline(kind: str, *, seed: int = 42) -> Pipeline:
         estimator = RandomForestRegressor(
             n_estimators=50, max_depth=16, min_samples_leaf=2, n_jobs=1, random_state=seed
         )
-    else:
+    elif kind == "hist_gradient_boosting":
         estimator = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.1, random_state=seed)
+    else:
+        # Imported here: only this kind needs LightGBM. n_jobs=1 as for the forest; verbose=-1 keeps it quiet.
+        from lightgbm import LGBMRegressor
+
+        estimator = LGBMRegressor(n_estimators=300, learning_rate=0.05, num_leaves=31, min_child_samples=20,
+                                  subsample=1.0, n_jobs=1, random_state=seed, verbose=-1)
     return Pipeline(
         [
             ("preprocess", _preprocessor(scale=kind == "linear_regression")),

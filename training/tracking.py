@@ -4,7 +4,8 @@
 - ``start_experiment`` / ``parent_run``: one parent run in the training experiment (params, tags, the
   reference profile), ``log_comparison`` adds the comparison chart and every model's metrics to it;
 - ``train_candidate``: one nested run per model kind: params, fit, test metrics (rmse, mae, r2), the
-  model (signature + input example, skops), predicted-vs-actual and residual plots, ``reference_profile.json``;
+  model (signature + input example, skops) logged with its kind's flavour (``mlflow.lightgbm`` for LightGBM,
+  ``mlflow.sklearn`` otherwise), predicted-vs-actual and residual plots, ``reference_profile.json``;
 - ``register_version``: the best model as a new version with alias ``challenger`` and stage ``Staging``;
   ``promote_version``: alias ``champion`` and stage ``Production``, archiving the previous Production version.
 
@@ -30,10 +31,11 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 from config.mlflow import has_server, tracking_server_problem
 from training import plots
-from training.pipeline import ESTIMATOR_STEP, build_pipeline
+from training.pipeline import ESTIMATOR_STEP, FLAVOURS, build_pipeline
 from training.results import ModelResult, TrackingServerUnreachable, TrainingConfig
 
 if TYPE_CHECKING:
+    from mlflow.models.model import ModelInfo
     from sklearn.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
@@ -49,10 +51,13 @@ PREDICTED_VS_ACTUAL_ARTIFACT = "plots/predicted_vs_actual.png"
 RESIDUALS_ARTIFACT = "plots/residuals.png"
 INPUT_EXAMPLE_ROWS = 5
 
-# Types skops will not load unless trusted: numpy/sklearn internals of our four kinds, no code.
+# Types skops will not load unless trusted: numpy/sklearn/LightGBM internals of our kinds, no code.
 # An allow-list, so listing a type a model does not use is harmless; a new estimator needing another
 # type fails at log_model with MLflow's "untrusted types" error naming it: review it, then add it here.
 SKOPS_TRUSTED_TYPES: tuple[str, ...] = (
+    "collections.OrderedDict",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMRegressor",
     "numpy.dtype",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
@@ -132,12 +137,13 @@ def git_sha(cwd: Path | None = None) -> str | None:
     return sha if done.returncode == 0 and sha else None
 
 
-def _pip_requirements() -> list[str]:
+def _pip_requirements(flavour: str = "sklearn") -> list[str]:
     # Pinned explicitly: mlflow's inference loads the model in a subprocess per log_model (seconds each).
     from importlib.metadata import PackageNotFoundError, version
 
     pins = []
-    for dist in ("scikit-learn", "numpy", "pandas", "scipy", "skops"):
+    extra = ("lightgbm",) if flavour == "lightgbm" else ()
+    for dist in ("scikit-learn", "numpy", "pandas", "scipy", "skops", *extra):
         try:
             pins.append(f"{dist}=={version(dist)}")
         except PackageNotFoundError:
@@ -193,13 +199,13 @@ def train_candidate(
 ) -> tuple[ModelResult, Pipeline]:
     """Fit one model kind in its own nested run and log everything about it; returns its result and the fit."""
     import mlflow
-    import mlflow.sklearn
     from mlflow.models import infer_signature
 
     pipeline = build_pipeline(kind, seed=config.seed)
+    flavour = FLAVOURS[kind]
     with mlflow.start_run(run_name=kind, nested=True) as run:
         run_id = run.info.run_id
-        mlflow.set_tags({"model_kind": kind, "role": "candidate"})
+        mlflow.set_tags({"model_kind": kind, "role": "candidate", "flavour": flavour})
         params = {**common_params, "model_kind": kind,
                   "estimator": type(pipeline.named_steps[ESTIMATOR_STEP]).__name__, **flat_params(pipeline)}
         mlflow.log_params(params)
@@ -219,18 +225,25 @@ def train_candidate(
 
         example = X_test.head(INPUT_EXAMPLE_ROWS)
         signature = infer_signature(example, pipeline.predict(example))
-        model_info = mlflow.sklearn.log_model(
-            sk_model=pipeline,
-            name=MODEL_ARTIFACT,
-            signature=signature,
-            input_example=example,
-            pip_requirements=_pip_requirements(),
-            serialization_format="skops",
-            skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
-        )
+        model_info = log_model(pipeline, flavour, signature=signature, input_example=example)
         # Logged on the run and linked to the logged model, so the UI shows them on both pages.
         mlflow.log_metrics(metrics, model_id=model_info.model_id)
     return ModelResult(kind, run_id, model_info.model_uri, metrics, fit_seconds), pipeline
+
+
+def log_model(pipeline: Pipeline, flavour: str, *, signature: object, input_example: pd.DataFrame) -> ModelInfo:
+    """Log the fitted pipeline in the active run with its flavour: ``mlflow.lightgbm`` for a LightGBM pipeline
+    (its ``lightgbm`` flavour names the pipeline as its model class), ``mlflow.sklearn`` otherwise; skops both."""
+    common = dict(name=MODEL_ARTIFACT, signature=signature, input_example=input_example,
+                  pip_requirements=_pip_requirements(flavour), serialization_format="skops",
+                  skops_trusted_types=list(SKOPS_TRUSTED_TYPES))
+    if flavour == "lightgbm":
+        import mlflow.lightgbm
+
+        return mlflow.lightgbm.log_model(lgb_model=pipeline, **common)  # type: ignore[arg-type]
+    import mlflow.sklearn
+
+    return mlflow.sklearn.log_model(sk_model=pipeline, **common)  # type: ignore[arg-type]
 
 
 def log_comparison(results: Sequence[ModelResult], best: ModelResult) -> None:
@@ -271,6 +284,7 @@ def register_version(
         "r2": f"{best.metrics['r2']:.6f}",
         "trained_at": trained_at,
         "sklearn_version": sklearn.__version__,
+        "flavour": FLAVOURS.get(best.kind, "sklearn"),
         "n_train": str(n_train),
         "seed": str(config.seed),
     }
@@ -293,8 +307,8 @@ def register_version(
         if not registered.description:
             client.update_registered_model(
                 config.model_name,
-                description="California housing median_house_value regressor (sklearn Pipeline taking the "
-                            "9 raw features); the best model of each housing-train run.",
+                description="California housing median_house_value regressor (a Pipeline taking the 9 raw "
+                            "features: scikit-learn or LightGBM); the best model of each housing-train run.",
             )
     except Exception:  # the description is cosmetic: never fail a registration over it
         logger.debug("could not set the registered model description", exc_info=True)
