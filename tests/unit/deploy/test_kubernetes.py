@@ -132,6 +132,7 @@ def unknown_metrics(exprs: list[str]) -> set[str]:
         for name, labels in promql_selectors(expr):
             if name not in known:
                 unknown.add(name)
+                continue
             unknown |= {f"{name}{{{label}}}" for label in labels if label not in known[name] | TARGET_LABELS}
     return unknown
 
@@ -339,6 +340,7 @@ def test_alerts_parse_and_use_exported_metrics(documents: list[Document]) -> Non
         "housing_scorer_records_deadlettered_total"}
     assert unknown_metrics(['housing_scorer_reloads_total{outcome="failed"}']) == {
         "housing_scorer_reloads_total{outcome}"}
+    assert unknown_metrics(['housing_scorer_reload_total{result="failed"}']) == {"housing_scorer_reload_total"}
     assert all(seconds(rule.get("for", "0s")) >= 0 and rule["alert"] for rule in rules)
 
 
