@@ -9,7 +9,7 @@ import pytest
 
 from config.settings import load_settings
 from consumer.core.handle import ModelHandle
-from consumer.errors import ModelError
+from consumer.errors import FlavourLibraryMissing, ModelError, SignatureRefused
 from consumer.models.loader import ResolvedVersion
 from consumer.models.reloader import Reloader
 from consumer.state import ScorerState
@@ -26,6 +26,7 @@ class FakeLoader:
         self.aliases = {"champion": "1"}
         self.versions = {"1", "2", "3"}
         self.broken: set[str] = set()
+        self.refusals: dict[str, ModelError] = {}
         self.loads: list[str] = []
 
     def reachable(self) -> bool:
@@ -48,6 +49,8 @@ class FakeLoader:
         self.loads.append(resolved.version)
         if resolved.version in self.broken:
             raise ModelError(f"could not load models:/m/{resolved.version}: artifact is garbage")
+        if resolved.version in self.refusals:
+            raise self.refusals[resolved.version]
         return handle(resolved.version)
 
 
@@ -112,6 +115,25 @@ def test_failed_load_keeps_the_current_model_and_reports(rig: Any) -> None:
     assert statuses.published[-1]["result"] == "failed" and statuses.published[-1]["model_version"] == "1"
     assert state.last_reload_failure is not None and state.last_reload_failure.version == "2"
     assert state.metrics.reloads.labels(result="failed")._value.get() == 1
+
+
+@pytest.mark.parametrize(("error", "reason"), [
+    (SignatureRefused("models:/m/2 does not fit the housing record: input column 'rooms_per_household' ..."),
+     "signature_mismatch"),
+    (FlavourLibraryMissing("models:/m/2 is a lightgbm model ...: pip install lightgbm", "lightgbm"),
+     "flavour_library_missing"),
+    (ModelError("could not load models:/m/2: garbage"), "load_failed"),
+])
+def test_a_refused_version_is_failed_with_its_reason_everywhere(rig: Any, error: ModelError, reason: str) -> None:
+    state, loader, statuses, reloader = rig
+    loader.aliases["champion"] = "2"
+    loader.refusals["2"] = error
+    result = reloader.request(alias="champion", kind="promoted", event_id="refused").result(5)
+    assert (result.result, result.reason) == ("failed", reason)
+    assert result.as_dict()["reason"] == reason
+    assert state.models.current.version == "1"  # the old version keeps scoring
+    assert state.metrics.reload_failures.labels(reason=reason)._value.get() == 1
+    assert statuses.published[-1]["detail"].startswith(f"{reason}: ")
 
 
 def test_rollback_returns_to_the_previous_handle_and_sticks_against_the_poll(rig: Any) -> None:
