@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from stack.kafka import LocalKafka, broker_answers, ensure_topics
 from stack.local import DLQ_MAX_MESSAGE_BYTES
 from stack.mlflow_server import LocalMlflow
 from stack.processes import free_port
+from tests.helpers import start_retrying_busy_ports
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Read once, before any test runs: MLflow's set_tracking_uri (called by training) writes MLFLOW_TRACKING_URI
@@ -56,8 +58,12 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with container:
             yield container.get_bootstrap_server()
         return
-    broker = LocalKafka(tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port())
-    broker.start()
+    def start_broker() -> LocalKafka:
+        broker = LocalKafka(tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port())
+        broker.start()
+        return broker
+
+    broker = start_retrying_busy_ports(start_broker)
     try:
         yield broker.bootstrap_servers
     finally:
@@ -71,12 +77,34 @@ def mlflow_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     if external:
         yield external
         return
-    server = LocalMlflow(tmp_path_factory.mktemp("mlflow"), port=free_port())
-    server.start()
+    def start_server() -> LocalMlflow:
+        server = LocalMlflow(tmp_path_factory.mktemp("mlflow"), port=free_port())
+        server.start()
+        return server
+
+    server = start_retrying_busy_ports(start_server)
     try:
         yield server.tracking_uri
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def process_wide_state_restored() -> Iterator[None]:
+    """Every test leaves the process as it found it: the environment (training's ``mlflow.set_tracking_uri``
+    exports MLFLOW_TRACKING_URI) and MLflow's global tracking URI, put back even when the test fails."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        if "mlflow" in sys.modules:
+            import mlflow
+
+            if mlflow.get_tracking_uri() != before.get("MLFLOW_TRACKING_URI"):
+                mlflow.set_tracking_uri(before.get("MLFLOW_TRACKING_URI"))  # type: ignore[arg-type]  # None: unset
+        if dict(os.environ) != before:
+            os.environ.clear()
+            os.environ.update(before)
 
 
 def _topic_safe(name: str) -> str:

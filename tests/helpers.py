@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from config.settings import Settings
 from producer.bad_records import BAD_RECORDS
-from stack.processes import wait_until as wait_for  # noqa: F401 - re-exported for the tests
+from stack.processes import StackError
 from training.data import load_housing
 
 FEATURES = ("longitude", "latitude", "housing_median_age", "total_rooms", "total_bedrooms", "population",
@@ -21,6 +23,54 @@ FEATURES = ("longitude", "latitude", "housing_median_age", "total_rooms", "total
 
 
 _ROWS: list[dict[str, Any]] | None = None
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def unused_port() -> Iterator[int]:
+    """A port that nothing listens on while the block runs: this process holds it bound without listening, so
+    no one else can take it and every connection to it is refused (unlike a ``free_port()`` let go at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+def start_retrying_busy_ports(start: Callable[[], T], attempts: int = 4) -> T:
+    """``start()`` (which picks its ports with ``free_port()`` each call), again when a port it picked was taken
+    before its process bound it: the check-then-bind race of a chosen port, retried instead of failing the run."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return start()
+        except StackError as exc:
+            if attempt == attempts or "already in use" not in str(exc).lower():
+                raise
+    raise AssertionError("unreachable")
+
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, LookupError, OSError, KafkaException)
+"""What a condition may raise while the thing it looks at is not there yet: a timed-out call, a key or index
+not present yet, a refused or reset connection, a broker that does not answer yet."""
+
+
+def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.2) -> bool:
+    """Poll ``condition`` until it is true (True) or ``timeout`` seconds pass (False).
+
+    A condition that raises one of TRANSIENT_ERRORS counts as "not yet"; if it still raises at the deadline, that
+    last error is raised (the caller sees why it never held). Any other error is a bug and raised at once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        last_error: BaseException | None = None
+        try:
+            if condition():
+                return True
+        except TRANSIENT_ERRORS as exc:
+            last_error = exc
+        if time.monotonic() >= deadline:
+            if last_error is not None:
+                raise last_error
+            return False
+        time.sleep(interval)
 
 
 def housing_rows(count: int, start: int = 0) -> list[dict[str, Any]]:
@@ -180,12 +230,13 @@ def keys_of(messages: Iterable[Received]) -> list[str]:
     return [m.key.decode() if m.key else "" for m in messages]
 
 
-def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+def committed_total(bootstrap: str, group: str, topic: str, partitions: int, *,
+                    client_config: Mapping[str, Any] | None = None) -> int:
     """Sum of the group's committed offsets on ``topic`` (how far the scorers have got; 0 where none)."""
     # read_uncommitted: the last completed commit at once. A read_committed client asks for stable offsets and
     # waits while the scorer's next transaction holds offsets (under exactly-once it nearly always does).
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
-                         "isolation.level": "read_uncommitted"})
+    consumer = Consumer({**(client_config or {}), "bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False, "isolation.level": "read_uncommitted"})
     try:
         offsets = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
     except KafkaException as exc:

@@ -9,6 +9,7 @@ import math
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -346,20 +347,55 @@ def test_loop_counts_records_that_cannot_be_encoded_as_avro() -> None:
     assert sum(loop.not_sent.values()) == 1 and "cannot encode" in next(iter(loop.not_sent))
 
 
-def test_paced_loop_holds_the_rate() -> None:
-    producer = FakeProducer()
-    loop = _loop(producer)
+class FakeClock:
+    """Stands in for the ``time`` module inside producer.publish: ``monotonic()`` is virtual time, moved on only
+    by the fake producer's waits (and a little per call, as real code takes time), so pacing is exact and
+    independent of how busy the machine is."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        self.now += 1e-6
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+class ClockedProducer(FakeProducer):
+    """A FakeProducer whose poll(timeout) waits on the fake clock, not the wall clock."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def poll(self, timeout: float = 0) -> int:
+        self.polls += 1
+        if timeout > 0:
+            self.waits += 1
+            self.clock.now += timeout
+        return 0
+
+
+def test_paced_loop_holds_the_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    import producer.publish
+
+    clock = FakeClock()
+    monkeypatch.setattr(producer.publish, "time", clock)
+    producer_ = ClockedProducer(clock)
+    loop = _loop(producer_)
     rate, n = 5000.0, 2500
-    start = time.monotonic()
+    start = clock.now
 
     loop.run_paced(itertools.islice(as_messages(with_ids(synthetic_records(4))), n), rate)
 
-    elapsed = time.monotonic() - start
-    assert len(producer.produced) == n
-    # Never faster than the rate (the bucket starts nearly empty); slack above for a busy machine.
-    assert (n - 1) / rate <= elapsed <= n / rate * 3.0
+    elapsed = clock.now - start
+    assert len(producer_.produced) == n
+    # Never faster than the rate (the bucket starts nearly empty), and no slower than one minimum burst late.
+    assert (n - 1) / rate <= elapsed <= n / rate + 0.01, elapsed
     # Paced in bursts, not a wait per record.
-    assert producer.waits < n / 5
+    assert producer_.waits < n / 5
 
 
 def test_make_encoder_picks_the_wire_format() -> None:

@@ -11,7 +11,7 @@ from consumer.kafka import status as status_module
 from consumer.kafka.status import StatusHeartbeat, StatusPublisher
 from consumer.workers import Worker
 from schemas.control import ScorerStatus
-from stack.processes import wait_until as wait_for
+from tests.helpers import wait_for
 from tests.unit.consumer.kafka.control_fakes import FakeProducer, settings
 
 
