@@ -9,9 +9,10 @@ value fails at start-up with a ``SettingsError`` that names the setting and what
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +70,10 @@ class TopicSettings:
     model_updates: str
     scorer_status: str
     partitions: int = 6
+    outcomes: str = "housing.outcomes"
+    outcomes_dead_letter: str = "housing.outcomes.dlq"
+    evaluation: str = "housing.evaluation"
+    evaluator_checkpoints: str = "housing.evaluator-checkpoints"
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,21 @@ class ScorerSettings:
 
 
 @dataclass(frozen=True)
+class EvaluationSettings:
+    """housing-evaluate: the join of outcomes to predictions (``consumer.evaluation``)."""
+
+    evaluator_id: str = "housing-evaluator"
+    window_seconds: float = 600.0
+    bucket_seconds: float = 10.0
+    max_pending: int = 1_000_000
+    checkpoint_seconds: float = 5.0
+    start: Literal["earliest", "latest"] = "earliest"
+    mlflow_seconds: float = 60.0
+    host: str = "127.0.0.1"
+    port: int = 5003
+
+
+@dataclass(frozen=True)
 class AdminSettings:
     enabled: bool
     host: str
@@ -162,6 +182,7 @@ class Settings:
     monitoring: MonitoringSettings
     scorer: ScorerSettings
     admin: AdminSettings
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     schema_registry_url: str | None = None
     log_level: str = "INFO"
     sources: dict[str, str] = field(default_factory=dict, compare=False)
@@ -225,7 +246,41 @@ def _read_config_file(path: Path) -> Mapping[str, Any]:
         raise SettingsError(f"config file {path}: not valid YAML ({exc})") from None
     if not isinstance(document, Mapping):
         raise SettingsError(f"config file {path}: expected a mapping at the top level")
+    _refuse_unknown_keys(path, document)
     return document
+
+
+def _refuse_unknown_keys(path: Path, document: Mapping[str, Any]) -> None:
+    """A misspelt key would otherwise be ignored and its setting left at the default without a word."""
+    known = {spec.yaml_path for spec in SETTINGS if spec.yaml_path}
+    sections = {prefix for dotted in known for prefix in _prefixes(dotted)}
+
+    def unknown(node: Mapping[str, Any], prefix: str) -> Iterator[str]:
+        for name, value in node.items():
+            dotted = f"{prefix}.{name}" if prefix else str(name)
+            if dotted in known:
+                continue
+            if dotted in sections and isinstance(value, Mapping):
+                yield from unknown(value, dotted)
+            elif dotted in sections and value is None:
+                continue  # an empty section, e.g. a key with all its settings commented out
+            else:
+                yield dotted
+
+    wrong = list(unknown(document, ""))
+    if wrong:
+        hints = []
+        for dotted in wrong:
+            close = difflib.get_close_matches(dotted, sorted(known), n=1)
+            hints.append(f"{dotted!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise SettingsError(f"config file {path}: unknown key{'s' if len(wrong) > 1 else ''} " + ", ".join(hints)
+                            + "; the keys are listed in README, Configuration")
+
+
+def _prefixes(dotted: str) -> Iterator[str]:
+    parts = dotted.split(".")
+    for end in range(1, len(parts)):
+        yield ".".join(parts[:end])
 
 
 def load_settings(
@@ -286,6 +341,7 @@ def _build(values: Mapping[str, Any], sources: dict[str, str]) -> Settings:
         monitoring=MonitoringSettings(**section("monitoring")),
         scorer=ScorerSettings(**scorer),
         admin=AdminSettings(**section("admin")),
+        evaluation=EvaluationSettings(**section("evaluation")),
         schema_registry_url=values["schema_registry_url"],
         log_level=values["log_level"],
         sources=sources,

@@ -38,6 +38,19 @@ SCORER_STATUS: Final = TopicSpec(
 )
 
 ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (RECORDS, PREDICTIONS, DEAD_LETTER, MODEL_UPDATES, SCORER_STATUS)
+"""The scorer's topics (it checks them at start-up)."""
+
+# Live accuracy (housing-evaluate): outcomes in, their dead letters, the evaluator's state and its published view.
+OUTCOMES: Final = TopicSpec("housing.outcomes", 6, value_schema="outcome.avsc")
+OUTCOMES_DEAD_LETTER: Final = TopicSpec("housing.outcomes.dlq", 6)
+# Compacted, key = evaluator id: the latest performance snapshot (GET /api/model/performance, a later gate).
+EVALUATION: Final = TopicSpec("housing.evaluation", 1, {"cleanup.policy": "compact"})
+# Compacted, key = evaluator id: the latest checkpoint (stats, positions, pending offsets); large values.
+EVALUATOR_CHECKPOINTS: Final = TopicSpec(
+    "housing.evaluator-checkpoints", 1, {"cleanup.policy": "compact", "max.message.bytes": "16777216"}
+)
+EVALUATION_TOPICS: Final[tuple[TopicSpec, ...]] = (OUTCOMES, OUTCOMES_DEAD_LETTER, EVALUATION, EVALUATOR_CHECKPOINTS)
+"""The evaluator's topics (it checks them at start-up); ``housing-stack up`` creates them with the others."""
 
 # Headers on housing.predictions
 HEADER_MODEL_NAME: Final = "model_name"
