@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import SettingsError, add_settings_arguments, load_settings, settings_from_args
+from config.settings import (
+    DEFAULT_CONFIG_PATH,
+    SettingsError,
+    add_settings_arguments,
+    load_settings,
+    settings_from_args,
+)
 
 
 @pytest.fixture
@@ -99,6 +105,32 @@ def test_bad_value_in_file_names_the_key(tmp_path: Path) -> None:
     path.write_text("mlflow:\n  model:\n    reload_interval: soon\n")
     with pytest.raises(SettingsError, match="mlflow.model.reload_interval"):
         load_settings(env={}, config_path=path)
+
+
+def test_misspelt_key_in_file_is_refused_with_a_suggestion(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("scorer:\n  batch_max_record: 50\nkafka:\n  bootstrap_servers: 'b:9092'\n")
+    with pytest.raises(SettingsError, match=r"unknown key 'scorer.batch_max_record' "
+                                            r"\(did you mean 'scorer.batch_max_records'\?\)"):
+        load_settings(env={}, config_path=path)
+
+
+def test_unknown_section_and_every_unknown_key_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("scorrer:\n  group_id: g\nadmin:\n  prot: 1\n  port: 5002\n")
+    with pytest.raises(SettingsError, match=r"unknown keys 'scorrer'.*'admin.prot'"):
+        load_settings(env={}, config_path=path)
+
+
+def test_the_shipped_config_file_has_only_known_keys() -> None:
+    settings = load_settings(env={}, config_path=DEFAULT_CONFIG_PATH)
+    assert settings.sources["topics.records"] == "file"
+
+
+def test_empty_section_is_not_an_unknown_key(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("mlflow:\n  monitoring:\nscorer:\n  group_id: g\n")
+    assert load_settings(env={}, config_path=path).scorer.group_id == "g"
 
 
 def test_missing_named_config_file_is_an_error(tmp_path: Path) -> None:
