@@ -169,8 +169,7 @@ def read_to_end(bootstrap: str, topic: str, *, until: Callable[[list[Received]],
         partitions = sorted(described.partitions)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         while True:
-            ends = {p: watermarks.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
-                    for p in partitions}
+            ends = {p: _watermarks(watermarks, topic, p, deadline) for p in partitions}
             _read_until_positions(consumer, topic, ends, out, deadline)
             if until is None or until(out) or time.monotonic() >= deadline:
                 return out
@@ -178,6 +177,22 @@ def read_to_end(bootstrap: str, topic: str, *, until: Callable[[list[Received]],
     finally:
         watermarks.close()
         consumer.close()
+
+
+def _watermarks(consumer: Consumer, topic: str, partition: int, deadline: float) -> tuple[int, int]:
+    """(low, high) of one partition; retried while its leader is not known yet (a topic just created)."""
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0]
+            transient = error.retriable() or error.code() in (
+                KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT)
+            if not transient or time.monotonic() >= deadline:
+                raise ReadError(f"watermarks of {topic}[{partition}]: {error}") from exc
+            time.sleep(0.1)
 
 
 def _read_until_positions(consumer: Consumer, topic: str, ends: Mapping[int, tuple[int, int]],

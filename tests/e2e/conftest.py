@@ -28,7 +28,7 @@ from confluent_kafka import Producer
 
 from config.settings import SETTINGS, Settings
 from producer.bad_records import BAD_RECORDS, LARGE_KINDS
-from tests.helpers import Received, committed_total, consume_all, housing_rows, keys_of, wait_for
+from tests.helpers import Received, committed_total, housing_rows, keys_of, read_to_end, wait_for
 
 logger = logging.getLogger(__name__)
 
@@ -250,10 +250,13 @@ class BackgroundProducer:
 
 def read_outputs(settings: Settings, predictions: int, dead: int,
                  timeout: float = 60.0) -> tuple[list[Received], list[Received]]:
-    """Predictions and dead letters as a downstream read_committed reader sees them (waits for the counts given)."""
+    """Predictions and dead letters as a downstream read_committed reader sees them: everything up to the high
+    watermarks, once at least the counts given are there. Call it after the group committed every input
+    (``wait_committed``): under exactly-once the outputs are in the same transactions, so this is all of them."""
     bootstrap = settings.kafka.bootstrap_servers
-    return (consume_all(bootstrap, settings.topics.predictions, expect=predictions, timeout=timeout),
-            consume_all(bootstrap, settings.topics.dead_letter, expect=dead, timeout=timeout))
+    return (read_to_end(bootstrap, settings.topics.predictions, until=lambda out: len(out) >= predictions,
+                        timeout=timeout),
+            read_to_end(bootstrap, settings.topics.dead_letter, until=lambda out: len(out) >= dead, timeout=timeout))
 
 
 def assert_exactly_once(settings: Settings, producer: BackgroundProducer) -> tuple[list[Received], list[Received]]:

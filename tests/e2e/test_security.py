@@ -32,7 +32,7 @@ from consumer.kafka.topic_reader import read_fleet, read_model_updates
 from stack.kafka import LocalKafka, ensure_topics
 from stack.processes import free_port
 from tests.e2e.conftest import ScorerFactory
-from tests.helpers import consume_all, keys_of, produce_records, wait_for
+from tests.helpers import committed_total, keys_of, produce_records, read_to_end, wait_for
 
 USER, PASSWORD = "scorer", "scorer-secret"
 JAAS = f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{USER}="{PASSWORD}";'
@@ -99,10 +99,12 @@ def test_scorer_works_through_the_sasl_listener(sasl_broker: SaslBroker, fallbac
     settings = sasl_settings(sasl_broker, fallback_model)
     scorer = scorer_process(settings, instance_id="sasl-ok")
     produced = produce_records(settings, 200, bad_every=50)  # through SASL, as the producer would
-    predictions = consume_all(settings.kafka.bootstrap_servers, settings.topics.predictions,
-                              expect=len(produced.good_keys), timeout=60, client_config=settings.kafka.client_config())
-    dead = consume_all(settings.kafka.bootstrap_servers, settings.topics.dead_letter,
-                       expect=len(produced.bad_keys), timeout=30, client_config=settings.kafka.client_config())
+    bootstrap, credentials = settings.kafka.bootstrap_servers, settings.kafka.client_config()
+    # Every input committed (with its output, in one transaction): what is on the topics now is all there is.
+    assert wait_for(lambda: committed_total(bootstrap, settings.scorer.group_id, settings.topics.records, 1,
+                                            client_config=credentials) >= 200, 60), scorer.tail()
+    predictions = read_to_end(bootstrap, settings.topics.predictions, client_config=credentials)
+    dead = read_to_end(bootstrap, settings.topics.dead_letter, client_config=credentials)
     assert sorted(keys_of(predictions)) == sorted(produced.good_keys), scorer.tail()
     assert sorted(keys_of(dead)) == sorted(produced.bad_keys)
     # The control plane goes through the same listener: the scorer's status, an announcement, the history.

@@ -21,7 +21,8 @@ AdminClientFactory = Callable[..., Awaitable[TestClient]]
 @pytest.fixture(scope="module")
 def two_version_model(request: pytest.FixtureRequest, mlflow_tracking_uri: str,
                       tmp_path_factory: pytest.TempPathFactory) -> RegisteredModel:
-    """A throwaway model per test module, with two versions: v1 (champion, Production) and v2 (challenger, Staging).
+    """A throwaway model per test module, with two versions: v1 (champion, Production), a linear regression, and
+    v2 (challenger, Staging), a decision tree, so that which version answered shows in the predictions themselves.
 
     Named after the module (``test_admin_api`` -> ``admin_api_<hex>``), so modules that change its aliases and
     stages never share it.
@@ -30,7 +31,7 @@ def two_version_model(request: pytest.FixtureRequest, mlflow_tracking_uri: str,
     name = f"{prefix}_{uuid.uuid4().hex[:6]}"
     out = tmp_path_factory.mktemp(f"{prefix}-model")
     train_quick_model(mlflow_tracking_uri, name, out, kinds=("linear_regression",), sample=1000)
-    return train_quick_model(mlflow_tracking_uri, name, out, kinds=("linear_regression",), sample=1000, seed=7,
+    return train_quick_model(mlflow_tracking_uri, name, out, kinds=("decision_tree",), sample=1000, seed=7,
                              promote=False)
 
 

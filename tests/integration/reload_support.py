@@ -19,7 +19,7 @@ from confluent_kafka import Producer
 from config.settings import Settings
 from schemas.codecs import decode_prediction
 from tests.conftest import RegisteredModel, train_quick_model
-from tests.helpers import Received, housing_rows
+from tests.helpers import FEATURES, Received, housing_rows
 
 
 def client(tracking_uri: str) -> Any:
@@ -55,6 +55,35 @@ def clone_version(tracking_uri: str, name: str, version: str, *, alias: str | No
     if alias:
         mlflow_client.set_registered_model_alias(name, alias, str(created.version))
     return str(created.version)
+
+
+def registry_estimator(tracking_uri: str, name: str, version: str) -> Any:
+    """The scikit-learn model of ``name`` v``version``, downloaded from the registry and unpickled by MLflow
+    itself (not by the scorer's loader): the oracle its predictions are checked against."""
+    import mlflow
+    import mlflow.sklearn
+
+    saved_env, saved_uri = os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp,
+                                                        tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            return mlflow.sklearn.load_model(local)
+    finally:  # the process-wide MLflow settings as they were
+        mlflow.set_tracking_uri(saved_uri)
+        if saved_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
+
+
+def offline_predict(estimator: Any, rows: list[dict[str, Any]]) -> list[float]:
+    """``estimator.predict`` on the feature columns of ``rows``, built here by hand (None -> NaN)."""
+    import pandas as pd
+
+    frame = pd.DataFrame([{f: (float("nan") if row[f] is None else row[f]) for f in FEATURES} for row in rows],
+                         columns=list(FEATURES))
+    return [float(v) for v in estimator.predict(frame)]
 
 
 def fallback_of(tracking_uri: str, name: str, out_dir: Path) -> RegisteredModel:
@@ -99,6 +128,7 @@ class PacedProducer:
         self.rate = rate
         self.prefix = prefix or uuid.uuid4().hex[:6]
         self.keys: list[str] = []
+        self.rows = housing_rows(2000)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="paced-producer", daemon=True)
         self.error: str | None = None
@@ -109,7 +139,7 @@ class PacedProducer:
 
     def _run(self) -> None:
         producer = Producer({**self.settings.kafka.client_config(), "linger.ms": 5, "enable.idempotence": True})
-        rows = housing_rows(2000)
+        rows = self.rows
         started = time.monotonic()
         sent = 0
         while not self._stop.is_set():
@@ -125,6 +155,10 @@ class PacedProducer:
             self._stop.wait(0.01)
         if producer.flush(30):
             self.error = "records not delivered"
+
+    def row_of(self, key: str) -> dict[str, Any]:
+        """The features sent with ``key``."""
+        return self.rows[int(key.rsplit("-", 1)[1]) % len(self.rows)]
 
     def stop(self) -> list[str]:
         self._stop.set()
@@ -161,12 +195,13 @@ def scored_by(service: Any, version: str) -> Callable[[], bool]:
 
 
 class AdminServer:
-    """The real admin API of an in-process scorer, served from a thread of its own on a free port."""
+    """The real admin API of an in-process scorer, served from a thread of its own on a port its site binds
+    itself (port 0, read back: no port chosen first and taken by someone else before the bind)."""
 
     def __init__(self, settings: Settings, service: Any) -> None:
         self.settings = settings
         self.service = service
-        self.url = f"http://{settings.admin.host}:{settings.admin.port}"
+        self.url = ""
         self._ready = threading.Event()
         self._loop: Any = None
         self._stop: Any = None
@@ -199,7 +234,9 @@ class AdminServer:
         app = create_app(self.settings, state=self.service.state, service=self.service)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, self.settings.admin.host, self.settings.admin.port).start()
+        await web.TCPSite(runner, self.settings.admin.host, 0).start()
+        host, port = runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
         self._ready.set()
         try:
             await self._stop.wait()

@@ -25,8 +25,9 @@ from schemas.control import decode_model_update
 from schemas.examples import EXAMPLE_RECORD
 from stack.processes import free_port
 from tests.conftest import RegisteredModel
-from tests.helpers import consume_all, housing_rows, wait_for
+from tests.helpers import housing_rows, read_to_end, wait_for
 from tests.integration.conftest import AdminClientFactory, loaded_state
+from tests.integration.reload_support import offline_predict, registry_estimator
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +66,9 @@ def registry(settings: Settings) -> MlflowClient:
 
 
 def control_events(settings: Settings, expect: int) -> list[dict[str, Any]]:
-    messages = consume_all(settings.kafka.bootstrap_servers, settings.topics.model_updates, expect=expect,
-                           timeout=30)
+    """Every event on the control topic (published before the call answered): exactly ``expect`` of them."""
+    messages = read_to_end(settings.kafka.bootstrap_servers, settings.topics.model_updates, timeout=30)
+    assert len(messages) == expect, [decode_model_update(m.value) for m in messages]
     return [decode_model_update(m.value) for m in messages]
 
 
@@ -269,8 +271,11 @@ async def test_predict_one_record_in_the_original_shape(client: TestClient, admi
     body = await response.json()
     assert set(body) >= {"prediction", "model_version", "model_name", "timestamp", "processing_time_ms",
                          "mlflow_logged"}
-    assert isinstance(body["prediction"], float) and body["prediction"] > 0
     assert body["model_version"] == "1" and body["model_name"] == admin_settings.model.name
+    # The registry's v1, loaded by MLflow itself, says what the answer is.
+    [expected] = offline_predict(registry_estimator(admin_settings.mlflow.tracking_uri, admin_settings.model.name,
+                                                    "1"), [RECORD])
+    assert isinstance(body["prediction"], float) and body["prediction"] == pytest.approx(expected, rel=1e-9)
     assert body["mlflow_logged"] is True and body["processing_time_ms"] > 0
     assert body["timestamp"].endswith("Z")
 

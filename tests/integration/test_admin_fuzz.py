@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 from aiohttp import web
@@ -58,6 +59,7 @@ class RunningApp:
             self._runner = web.AppRunner(self.app, access_log=None)
             self.loop.run_until_complete(self._runner.setup())
             self.loop.run_until_complete(web.TCPSite(self._runner, self.host, self.port).start())
+            self.port = int(self._runner.addresses[0][1])  # port 0: the one the site bound
         except BaseException as exc:  # reported by start()
             self._error = exc
             self._started.set()
@@ -132,7 +134,7 @@ def running_app(fuzz_settings: Settings) -> Iterator[RunningApp]:
         assert wait_for(lambda: service.state.ready, 60), "the scorer did not get its assignment"
         app = create_app(fuzz_settings, state=service.state, service=service,
                          registry=OnlyThisModel(fuzz_settings, fuzz_settings.model.name))
-        running = RunningApp(app, "127.0.0.1", fuzz_settings.admin.port).start()
+        running = RunningApp(app, "127.0.0.1", 0).start()
         try:
             yield running
         finally:
@@ -149,7 +151,7 @@ def test_schemathesis_finds_no_server_errors_and_no_spec_violations(running_app:
     with urllib.request.urlopen(f"{running_app.url}/health", timeout=10) as response:
         health = json.loads(response.read())
     assert (health["status"], health["kafka_connection"]) == ("healthy", "connected"), health
-    report = tmp_path / "report.json"
+    report, junit = tmp_path / "report.json", tmp_path / "junit.xml"
     # Every {name} the fuzzer sends is the throwaway model: it must never touch anyone else's registry entries.
     config = tmp_path / "schemathesis.toml"
     config.write_text(f'[parameters]\n"path.name" = "{fuzz_settings.model.name}"\n')
@@ -165,13 +167,32 @@ def test_schemathesis_finds_no_server_errors_and_no_spec_violations(running_app:
         "--request-timeout", "60",
         "--max-failures", "20",
         "--warnings", "off",
-        "--report", "json", "--report-json-path", str(report),
+        "--report", "junit,json", "--report-junit-path", str(junit), "--report-json-path", str(report),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     output = result.stdout[-20000:] + result.stderr[-5000:]
     assert result.returncode == 0, f"schemathesis found problems:\n{output}"
-    # It really exercised the API, mutating endpoints included.
-    assert "/api/mlflow/models/{name}/transition" in output or report.exists(), output
-    if report.exists():
-        document = json.loads(report.read_text())
-        assert document, "empty schemathesis report"
+    # It really exercised the API: every operation of the app's own OpenAPI document ran through every phase,
+    # with valid requests to each mutating endpoint, and nothing failed, errored or was skipped.
+    with urllib.request.urlopen(f"{running_app.url}/api/openapi.json", timeout=10) as response:
+        spec = json.loads(response.read())
+    operations = {f"{method.upper()} {path}" for path, item in spec["paths"].items() for method in item
+                  if method in {"get", "put", "post", "delete", "patch"}}
+    assert len(operations) >= 16 and "POST /api/mlflow/models/{name}/transition" in operations, operations
+    cases = ElementTree.parse(junit).getroot().iter("testcase")
+    assert sorted(case.get("name", "") for case in cases) == sorted(operations)
+    document = json.loads(report.read_text())
+    assert (document["complete"], document["stop_reason"], document["exit_code"]) == (True, "completed", 0)
+    assert document["operations"] == {"total": len(operations), "selected": len(operations),
+                                      "tested": len(operations), "errored": 0, "skipped": 0, "skip_reasons": []}
+    assert {phase: document["phases"][phase]["status"] for phase in ("examples", "coverage", "fuzzing")} == \
+        {"examples": "success", "coverage": "success", "fuzzing": "success"}
+    counts = document["test_cases"]
+    assert (counts["with_failures"], counts["errored"], document["failures"], document["errors"]) == (0, 0, [], [])
+    assert counts["generated"] >= 10 * len(operations), counts
+    accepted = {op: sum(phase["accepted"] for phase in phases.values())
+                for op, phases in document["valid_rates"].items()}
+    mutating = ("POST /api/predict", "POST /api/model/reload", "POST /api/model/rollback",
+                "POST /api/mlflow/models/{name}/transition", "PUT /api/mlflow/models/{name}/aliases/{alias}",
+                "DELETE /api/mlflow/models/{name}/aliases/{alias}")
+    assert all(accepted.get(op, 0) > 0 for op in mutating), accepted

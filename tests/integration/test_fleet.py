@@ -24,7 +24,7 @@ from consumer.kafka.topic_reader import read_fleet
 from consumer.state import ScorerState
 from schemas.clock import now_ms
 from tests.conftest import PROJECT_ROOT, RegisteredModel
-from tests.helpers import consume_all, keys_of, produce_records, wait_for
+from tests.helpers import committed_total, keys_of, produce_records, read_to_end, wait_for
 from tests.integration.reload_support import move_alias, scorer_overrides, two_versions
 
 pytestmark = pytest.mark.integration
@@ -94,8 +94,11 @@ def test_two_scorer_processes_both_switch(settings_factory: Any, stream_topics: 
     assert {fleet[i].event_id for i in instances} == {event.event_id}
     assert all(fleet[i].load_seconds and fleet[i].load_seconds > 0 for i in instances)
     second = produce_records(settings, 300, start=300)
-    predictions = consume_all(settings.kafka.bootstrap_servers, settings.topics.predictions, expect=600,
-                              timeout=60)
+    bootstrap = settings.kafka.bootstrap_servers
+    # Every input committed, each with its prediction in one transaction: the topic holds all there will be.
+    assert wait_for(lambda: committed_total(bootstrap, settings.scorer.group_id, settings.topics.records, 3) >= 600,
+                    60), committed_total(bootstrap, settings.scorer.group_id, settings.topics.records, 3)
+    predictions = read_to_end(bootstrap, settings.topics.predictions)
     keys = keys_of(predictions)
     assert sorted(keys) == sorted(first.good_keys + second.good_keys)
     later = {m.header_map["model_version"].decode() for m in predictions if m.key.decode() in

@@ -15,12 +15,14 @@ from consumer.kafka.topic_reader import read_fleet
 from consumer.service import ScorerService
 from schemas.control import ModelUpdateEvent
 from tests.conftest import train_quick_model
-from tests.helpers import consume_all, keys_of, produce_records, wait_for
+from tests.helpers import keys_of, produce_records, read_to_end, wait_for
 from tests.integration.reload_support import (
     PacedProducer,
     corrupt_version,
     decoded,
     move_alias,
+    offline_predict,
+    registry_estimator,
     scored_by,
     scorer_overrides,
     switches_once,
@@ -41,7 +43,8 @@ def answered(service: ScorerService, event_id: str) -> Any:
 def test_promotion_under_a_continuous_stream_switches_with_no_gap(
         settings_factory: Any, stream_topics: dict[str, str], mlflow_tracking_uri: str, tmp_path: Path,
         group_id: str) -> None:
-    name, v1, v2 = two_versions(mlflow_tracking_uri, tmp_path)
+    # v2 is another kind of model (a tree, v1 is linear): the predictions themselves show which one answered.
+    name, v1, v2 = two_versions(mlflow_tracking_uri, tmp_path, distinct=True)
     settings = settings_factory(stream_topics, **scorer_overrides(name, tmp_path / "v1" / "model.pkl", group_id))
     service = ScorerService(settings)
     service.start()
@@ -67,8 +70,8 @@ def test_promotion_under_a_continuous_stream_switches_with_no_gap(
     finally:
         producer.stop()
         service.stop()
-    predictions = consume_all(settings.kafka.bootstrap_servers, settings.topics.predictions, expect=len(sent))
-    dead = consume_all(settings.kafka.bootstrap_servers, settings.topics.dead_letter, idle_seconds=1)
+    predictions = read_to_end(settings.kafka.bootstrap_servers, settings.topics.predictions)
+    dead = read_to_end(settings.kafka.bootstrap_servers, settings.topics.dead_letter)
     keys = keys_of(predictions)
     duplicates = [k for k, n in Counter(keys).items() if n > 1]
     assert not duplicates, duplicates[:5]
@@ -79,6 +82,18 @@ def test_promotion_under_a_continuous_stream_switches_with_no_gap(
         p: Counter(seq) for p, seq in by_partition.items()}
     values = decoded(predictions)
     assert {v["model_version"] for v in values} == {v1, v2}
+    # Each prediction is what its version's model (loaded by MLflow, not the scorer) says for that row.
+    models = {v: registry_estimator(mlflow_tracking_uri, name, v) for v in (v1, v2)}
+    wrong = []
+    for version in (v1, v2):
+        mine = [v for v in values if v["model_version"] == version]
+        expected = offline_predict(models[version], [producer.row_of(v["record_id"]) for v in mine])
+        other = offline_predict(models[v2 if version == v1 else v1], [producer.row_of(v["record_id"]) for v in mine])
+        for value, want, not_want in zip(mine, expected, other, strict=True):
+            if value["prediction"] != pytest.approx(want, rel=1e-6) or value["prediction"] == pytest.approx(
+                    not_want, rel=1e-6):
+                wrong.append((value["record_id"], version, value["prediction"], want, not_want))
+    assert not wrong, f"{len(wrong)} predictions not their version's: {wrong[:5]}"
     first_new = min(v["scored_at"] for v in values if v["model_version"] == v2)
     latency = (first_new - event.issued_at) / 1000
     print(f"reload latency (event published -> first prediction by v{v2}): {latency:.2f}s; "
@@ -112,7 +127,7 @@ def test_a_corrupt_version_keeps_the_old_model_scoring(
         assert wait_for(lambda: service.state.counts["scored"] >= 100, 30), service.state.counts
     finally:
         service.stop()
-    predictions = consume_all(settings.kafka.bootstrap_servers, settings.topics.predictions, expect=100)
+    predictions = read_to_end(settings.kafka.bootstrap_servers, settings.topics.predictions)
     assert sorted(keys_of(predictions)) == sorted(produced.good_keys)
     assert {m.header_map["model_version"].decode() for m in predictions} == {good.version}
 
@@ -140,6 +155,7 @@ def test_announcement_duplicates_stale_events_and_rollback(
         assert service.state.last_reload.result == "loaded" and service.state.models.current.version == v2
 
         # A stale event (names v1 while the registry and the scorer are on v2) is ignored.
+        ignored_before = service.state.metrics.reloads.labels(result="ignored")._value.get()
         stale = ModelUpdateEvent.new(type="promoted", model_name=name, version=v1, alias="champion", source="test")
         publish_event(settings, stale)
         assert wait_for(answered(service, stale.event_id), 20)
@@ -156,13 +172,13 @@ def test_announcement_duplicates_stale_events_and_rollback(
         publish_event(settings, marker)  # events are handled in order: once this is answered, so was the dup
         assert wait_for(answered(service, marker.event_id), 20)
         assert service.state.models.current.version == v1
-        duplicates = service.state.metrics.reloads.labels(result="ignored")._value.get()
-        assert duplicates >= 3  # stale, duplicate, other alias
+        ignored = service.state.metrics.reloads.labels(result="ignored")._value.get()
+        assert ignored - ignored_before == 3  # stale, duplicate, other alias: each exactly once
 
         produced = produce_records(settings, 50)
         assert wait_for(lambda: service.state.counts["scored"] >= 50, 30)
     finally:
         service.stop()
-    predictions = consume_all(settings.kafka.bootstrap_servers, settings.topics.predictions, expect=50)
+    predictions = read_to_end(settings.kafka.bootstrap_servers, settings.topics.predictions)
     assert sorted(keys_of(predictions)) == sorted(produced.good_keys)
     assert {m.header_map["model_version"].decode() for m in predictions} == {v1}

@@ -15,18 +15,17 @@ import base64
 import hashlib
 import json
 import os
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from config.settings import Settings
 from consumer.service import ScorerService
 from schemas import topics as topic_names
 from tests.helpers import housing_rows, wait_for
+from tests.helpers import read_to_end as read_all
 from tests.integration.test_scoring_stream import produce_raw
 
 pytestmark = pytest.mark.integration
@@ -43,29 +42,9 @@ Message = tuple[bytes | None, bytes, dict[str, bytes]]
 """key, value, headers"""
 
 
-def read_to_end(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Message]:
-    """Every committed message of ``topic``, read from the start up to each partition's high watermark."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "isolation.level": "read_committed"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        out: list[Message] = []
-        deadline = time.monotonic() + timeout
-
-        def at_end() -> bool:
-            positions = consumer.position([TopicPartition(topic, p) for p in partitions])
-            return all(tp.offset >= ends[tp.partition] for tp in positions if ends[tp.partition] > 0)
-
-        while not at_end():
-            assert time.monotonic() < deadline, f"{topic} not read to its end within {timeout} s"
-            for message in consumer.consume(100, 0.2):
-                if message.error() is None:
-                    out.append((message.key(), message.value() or b"", dict(message.headers() or [])))
-        return out
-    finally:
-        consumer.close()
+def read_to_end(bootstrap: str, topic: str) -> list[Message]:
+    """Every committed message of ``topic`` up to the high watermarks (tests.helpers.read_to_end), as tuples."""
+    return [(m.key, m.value or b"", m.header_map) for m in read_all(bootstrap, topic)]
 
 
 @pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
@@ -125,4 +104,4 @@ def test_an_output_too_large_for_its_topic_dead_letters_its_input_and_scoring_go
             headers[topic_names.HEADER_DLQ_SOURCE_OFFSET]) == (settings.topics.records.encode(),
                                                                str(partition).encode(), str(offset).encode())
     assert service.state.metrics.registry.get_sample_value(
-        "housing_scorer_records_dead_lettered_total", {"reason": "output_too_large", "stage": "produce"}) >= 1
+        "housing_scorer_records_dead_lettered_total", {"reason": "output_too_large", "stage": "produce"}) == len(dead)

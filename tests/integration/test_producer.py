@@ -21,7 +21,7 @@ from producer.records import inject_bad, stdin_records, synthetic_records
 from schemas.codecs import RecordDecoder, WireFormat
 from schemas.validation import validate_record
 from stack.processes import free_port
-from tests.helpers import Received, consume_all
+from tests.helpers import Received, read_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ def test_cli_publishes_exactly_count_with_about_ten_percent_bad(
     assert result.returncode == 0, result.stderr
     assert "sent=500 delivered=500 failed=0" in result.stdout
     assert message_count(kafka_bootstrap, topic) == 500
-    messages = consume_all(kafka_bootstrap, topic, expect=500)
+    messages = read_to_end(kafka_bootstrap, topic)
     keys = [m.key for m in messages]
     assert len(keys) == 500 and len(set(keys)) == 500
     good, bad = check_messages(messages, expect_format=wire, since_ms=since_ms)
@@ -111,7 +111,7 @@ def test_cli_synthetic_source_paced_with_start_id(kafka_bootstrap: str, topic_fa
     assert result.returncode == 0, result.stderr
     # 400 at 200/s cannot take less than ~2 s, whatever the start-up time.
     assert time.monotonic() - started >= 1.9
-    messages = consume_all(kafka_bootstrap, topic, expect=400)
+    messages = read_to_end(kafka_bootstrap, topic)
     assert sorted(m.key for m in messages if m.key) == sorted(f"rec-{n}".encode() for n in range(1000, 1400))
     check_messages(messages, expect_format=WireFormat.JSON, since_ms=0)
 
@@ -127,7 +127,7 @@ def test_cli_stdin_keeps_source_ids(kafka_bootstrap: str, topic_factory: Callabl
     result = run_producer("--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--source", "stdin", stdin=lines)
 
     assert result.returncode == 0, result.stderr
-    messages = consume_all(kafka_bootstrap, topic, expect=20)
+    messages = read_to_end(kafka_bootstrap, topic)
     expected = [f"mine-{n}" if n % 2 == 0 else f"rec-{n}" for n in range(20)]
     assert [m.key.decode() for m in messages if m.key] == expected  # one partition: order kept
     assert [json.loads(m.value)["longitude"] for m in messages] == [r["longitude"] for r in records]
@@ -170,7 +170,7 @@ def test_cli_keep_going_counts_every_undelivered_message(
     assert int(summary["delivered"]) == 200 - len(too_big)
     assert f"{len(too_big)} of 200 messages were not delivered" in result.stderr
     assert message_count(kafka_bootstrap, topic) == 200 - len(too_big)
-    delivered = consume_all(kafka_bootstrap, topic, expect=200 - len(too_big))
+    delivered = read_to_end(kafka_bootstrap, topic)
     assert {m.key for m in delivered} == {m.key for m in planned} - too_big
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consumer.service import ScorerService
-from tests.helpers import consume_all, produce_records, wait_for
+from tests.helpers import produce_records, read_to_end, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ def test_records_in_predictions_and_dead_letters_out(scorer_settings, registered
         assert service.state.ready
     finally:
         service.stop()
-    predictions = consume_all(scorer_settings.kafka.bootstrap_servers, scorer_settings.topics.predictions, expect=270)
-    dead = consume_all(scorer_settings.kafka.bootstrap_servers, scorer_settings.topics.dead_letter, expect=30)
+    predictions = read_to_end(scorer_settings.kafka.bootstrap_servers, scorer_settings.topics.predictions)
+    dead = read_to_end(scorer_settings.kafka.bootstrap_servers, scorer_settings.topics.dead_letter)
     assert len(predictions) == 270 and len(dead) == 30, (len(predictions), len(dead))
     assert {dict(m.headers)["model_version"] for m in predictions} == {registered_model.version.encode()}

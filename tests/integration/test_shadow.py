@@ -13,7 +13,7 @@ import pytest
 from consumer.core.handle import ModelHandle
 from consumer.kafka.control import publish_model_update
 from consumer.service import ScorerService
-from tests.helpers import consume_all, produce_records, wait_for
+from tests.helpers import produce_records, read_to_end, wait_for
 from tests.integration.reload_support import corrupt_version, decoded, move_alias, scorer_overrides, two_versions
 
 pytestmark = pytest.mark.integration
@@ -65,7 +65,7 @@ def test_shadow_predictions_present_and_a_broken_challenger_changes_nothing(
         assert wait_for(lambda: sample(service, "housing_scorer_shadow_failures_total") > 0, 10)
     finally:
         service.stop()
-    out = decoded(consume_all(settings.kafka.bootstrap_servers, settings.topics.predictions, expect=300))
+    out = decoded(read_to_end(settings.kafka.bootstrap_servers, settings.topics.predictions))
     assert len(out) == 300 and {p["model_version"] for p in out} == {v1}
     both = [p for p in out if p["record_id"].startswith("both")]
     broken = [p for p in out if p["record_id"].startswith("broken")]
