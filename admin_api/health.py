@@ -197,6 +197,18 @@ def worker_states(workers: Iterable[Worker]) -> dict[str, str]:
     return states
 
 
+def liveness_report(state: ScorerState) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) of /live: 503 only for what a restart cures, a stopped scoring loop or a dead worker.
+
+    Unlike /health it ignores Kafka and MLflow outages: the scorer waits them out and resumes by itself, and
+    restarting every scorer of a fleet during a broker outage would only add start-ups that fail.
+    """
+    dead = sorted(name for name, verdict in worker_states(state.workers).items() if verdict == "dead")
+    reasons = [f"the scoring loop stopped: {state.fatal_error}"] if state.fatal_error else []
+    reasons.extend(f"background worker {name} is no longer alive" for name in dead)
+    return (503 if reasons else 200), {"alive": not reasons, "reasons": reasons}
+
+
 def readiness_report(state: ScorerState) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) of /ready: 200 once a model is loaded and the consumer holds its assignment."""
     handle = state.models.current

@@ -76,6 +76,10 @@ PATHS: dict[str, Any] = {
     "/health": {"get": _read("Health: healthy / degraded (200) or unhealthy (503), with reasons",
                              json_answer(schema_ref("Health"), "Healthy or degraded"), protected=False,
                              extra={"503": json_answer(schema_ref("Health"), "Unhealthy")})},
+    "/live": {"get": _read("Liveness: 503 only when the scoring loop stopped or a background worker died "
+                           "(a restart cures it); Kafka and MLflow outages are waited out",
+                           json_answer(schema_ref("Live"), "Alive"), protected=False,
+                           extra={"503": json_answer(schema_ref("Live"), "Needs a restart")})},
     "/ready": {"get": _read("Readiness: a model is loaded and the consumer has its assignment",
                             json_answer(schema_ref("Ready"), "Ready"), protected=False,
                             extra={"503": json_answer(schema_ref("Ready"), "Not ready")})},

@@ -139,6 +139,10 @@ COMPONENTS: dict[str, Any] = {
                 "reasons": {"type": "array", "items": {"type": "string"}},
             },
         },
+        "Live": {
+            "type": "object", "required": ["alive", "reasons"],
+            "properties": {"alive": {"type": "boolean"}, "reasons": {"type": "array", "items": {"type": "string"}}},
+        },
         "Ready": {
             "type": "object", "required": ["ready", "model_loaded", "consumer_running"],
             "properties": {"ready": {"type": "boolean"}, "model_loaded": {"type": "boolean"},

@@ -21,6 +21,7 @@ def setup_routes(app: web.Application) -> None:
     router = app.router
     router.add_get("/health", probes.health, name="health")
     router.add_get("/ready", probes.ready, name="ready")
+    router.add_get("/live", probes.live, name="live")
     router.add_get("/metrics", probes.metrics, name="metrics")
     router.add_get("/api/openapi.json", probes.openapi, name="openapi")
     router.add_get("/api/model/info", model.model_info, name="model_info")

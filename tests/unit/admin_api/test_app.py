@@ -38,6 +38,8 @@ async def test_probes_say_no_model_is_loaded(client: TestClient[Any, Any]) -> No
     assert body["mlflow_connection"] == "disabled" and "no model is loaded" in body["reasons"]
     status, body = await answer(await client.get("/ready"))
     assert (status, body["ready"], body["model_loaded"]) == (503, False, False)
+    status, body = await answer(await client.get("/live"))
+    assert (status, body) == (200, {"alive": True, "reasons": []})
     metrics = await client.get("/metrics")
     assert metrics.status == 200 and "text/plain" in metrics.headers["Content-Type"]
 

@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from admin_api.health import ERROR_RATE_WINDOW_SECONDS, HealthMonitor, health_report, readiness_report
+from admin_api.health import (
+    ERROR_RATE_WINDOW_SECONDS,
+    HealthMonitor,
+    health_report,
+    liveness_report,
+    readiness_report,
+)
 from config.settings import load_settings
 from consumer.core.handle import ModelHandle
 from consumer.state import ReloadResult, ScorerState
@@ -111,6 +117,30 @@ def test_a_worker_stopped_on_purpose_is_not_a_failure() -> None:
 
 def test_error_rate_below_the_threshold_is_fine() -> None:
     assert verdict(healthy_state(), error_rate=1.0)[1]["status"] == "healthy"
+
+
+# --- liveness ---------------------------------------------------------------------------------------------
+def test_liveness_waits_out_outages_that_make_health_unhealthy() -> None:
+    state = healthy_state()
+    state.set_mlflow_reachable(False)
+    state.kafka_connected = False
+    assert verdict(state, kafka_down_for=600.0)[0] == 503  # /health: unhealthy after a long Kafka outage
+    assert liveness_report(state) == (200, {"alive": True, "reasons": []})
+
+
+def test_liveness_fails_for_a_stopped_loop_and_names_a_dead_worker() -> None:
+    state = healthy_state()
+    state.fatal_error = "topic deleted"
+    status, body = liveness_report(state)
+    assert (status, body["alive"], body["reasons"]) == (503, False, ["the scoring loop stopped: topic deleted"])
+    state = healthy_state()
+    dead = Crashes("model-reloader").start()
+    stopped = Waits("drift-monitor").start()
+    stopped.stop()
+    state.workers.extend([dead, stopped])
+    assert dead.join(5)
+    assert liveness_report(state) == (503, {"alive": False,
+                                            "reasons": ["background worker model-reloader is no longer alive"]})
 
 
 # --- readiness ----------------------------------------------------------------------------------------------

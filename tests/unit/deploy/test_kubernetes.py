@@ -18,6 +18,8 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.metrics import MetricWrapperBase
 
 from admin_api.app import create_app
+from admin_api.health import KAFKA_UNHEALTHY_SECONDS
+from admin_api.keys import health_key
 from config.settings import CONFIG_PATH_ENV, SETTINGS, Settings, load_settings
 from consumer.core.handle import ModelHandle
 from consumer.kafka.clients import producer_config
@@ -227,7 +229,7 @@ def test_the_pod_name_is_the_instance_id_so_a_rescheduled_pod_fences_its_predece
 # --- probes, drain, sizing ----------------------------------------------------------------------------------
 def test_probes_use_admin_api_routes_on_the_admin_port(container: Document, settings: Settings) -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/live"
     (port,) = container["ports"]
     assert port["containerPort"] == settings.admin.port
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -257,8 +259,15 @@ async def test_liveness_keeps_a_degraded_scorer_and_restarts_a_dead_one(
     liveness, startup = container["livenessProbe"]["httpGet"]["path"], container["startupProbe"]["httpGet"]["path"]
     response = await client.get(liveness)
     assert 200 <= response.status < 400, await response.text()  # the kubelet's success range
-    assert (await response.json())["status"] == "degraded"
+    assert (await (await client.get("/health")).json())["status"] == "degraded"
     assert 200 <= (await client.get(startup)).status < 400
+    # A long broker outage makes /health unhealthy; the scorer waits it out, so liveness must not restart it.
+    monitor = client.app[health_key]
+    state.consumer_running, state.kafka_connected = True, False
+    monitor.observe(0.0)
+    monitor.observe(KAFKA_UNHEALTHY_SECONDS + 1)
+    assert monitor.report(now=KAFKA_UNHEALTHY_SECONDS + 1)[0] == 503
+    assert 200 <= (await client.get(liveness)).status < 400
     dead = Crashes("model-reloader").start()
     assert dead.join(5)
     state.workers.append(dead)
