@@ -78,7 +78,7 @@ class RefusingBrokerConsumer(ScriptedConsumer):
         return super().poll(timeout)
 
 
-def run_loop(monkeypatch: pytest.MonkeyPatch, consumer_class: type, producer_class: type, **flat: Any,
+def run_loop(monkeypatch: pytest.MonkeyPatch, consumer_class: Any, producer_class: type, **flat: Any,
              ) -> ScoringLoop:
     consumer_class.made.clear()
     RecordingProducer.made.clear()
