@@ -22,7 +22,7 @@ from config.runtime import configure_logging
 
 logger = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "latency", "rates", "reload")
+SECTIONS = ("throughput", "latency", "rates", "reload", "rebalance")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,6 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             document["reload"] = result
             loads["after_reload"] = load_average()
             _write(json_path, document)
+        if "rebalance" in sections:
+            from bench import rebalance
+
+            result = rebalance.run(env, out_dir=out_dir, batch_max_records=batch_max_records,
+                                   batch_max_wait_ms=batch_max_wait_ms)
+            result["quick"] = q
+            document["rebalance"] = result
+            loads["after_rebalance"] = load_average()
+            _write(json_path, document)
         document["machine"]["load_average"] = loads
         document["machine"]["bench_seconds"] = round(time.monotonic() - started, 1)
         _write(json_path, document)
@@ -187,6 +196,10 @@ def summary(document: dict[str, Any]) -> None:
     if "reload" in document and document["reload"].get("latency"):
         r = document["reload"]
         lines.append(f"reload: {r['latency']} gaps {r.get('missing')} duplicates {r.get('duplicates')}")
+    for protocol, run in document.get("rebalance", {}).get("by_protocol", {}).items():
+        gaps = ", ".join(f"{c['change']}: stayed {c['max_gap_stayed_ms']} ms, moved {c['max_gap_moved_ms']} ms"
+                         for c in run["changes"])
+        lines.append(f"rebalance {protocol}: {gaps}; lost {run['lost']}, duplicated {run['duplicated']}")
     for line in lines:
         print(line, file=sys.stdout)
 
