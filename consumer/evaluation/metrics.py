@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 PER_VERSION = (("rmse", "RMSE of prediction vs. observed outcome"),
                ("mae", "mean absolute error"),
                ("bias", "mean error (prediction - actual)"),
-               ("mape", "mean absolute percentage error (pairs with actual > 0)"),
+               ("mape", "mean absolute percentage error (pairs with actual >= 1)"),
                ("matched", "matched prediction/outcome pairs"))
 
 

@@ -4,7 +4,7 @@ window of time buckets. Pure: numpy only.
 A matched pair is (prediction, actual, at, delay): ``at`` is the outcome's ``observed_at`` (event time, so a
 backlog read at any speed lands in the same buckets), ``delay`` how long after the prediction the outcome was
 observed. Pairs are added a batch at a time (``LiveStats.add``, vectorised with ``np.bincount``); the metrics come
-from the sums: count, RMSE, MAE, bias (mean of prediction - actual) and MAPE (over pairs with actual > 0).
+from the sums: count, RMSE, MAE, bias (mean of prediction - actual) and MAPE (over pairs with actual >= 1 dollar).
 The sums are kept (not only the metrics) so a later gate can compare two versions on the same window with
 their counts and variances, and so a checkpoint restores them exactly.
 """
@@ -23,6 +23,9 @@ ROLES: Final = ("champion", "canary", "shadow")
 not served). Read from the prediction message (``role``; without one, ``champion``; ``shadow_prediction`` is the
 shadow's)."""
 
+MAPE_MIN_ACTUAL: Final = 1.0
+"""MAPE counts the pairs whose actual is at least one dollar: a percentage of (almost) nothing is no figure."""
+
 GroupKey = tuple[str, str]
 """(model_version, role)."""
 
@@ -36,7 +39,7 @@ class Sums:
     sum_abs_error: float = 0.0
     sum_squared_error: float = 0.0
     sum_abs_pct_error: float = 0.0
-    """Sum of |error| / actual over the pairs with actual > 0 (``pct_count`` of them)."""
+    """Sum of |error| / actual over the pairs with actual >= ``MAPE_MIN_ACTUAL`` (``pct_count`` of them)."""
     pct_count: int = 0
     sum_delay_ms: float = 0.0
     """Sum of observed_at - scored_at: how late the outcomes came."""
@@ -113,7 +116,7 @@ class LiveStats:
         actual = np.asarray(actual, dtype=np.float64)
         at_ms = np.asarray(at_ms, dtype=np.int64)
         abs_error = np.abs(error)
-        positive = actual > 0
+        positive = actual >= MAPE_MIN_ACTUAL
         pct = np.where(positive, abs_error / np.where(positive, actual, 1.0), 0.0)
         bucket = at_ms // self.bucket_ms
         cells, inverse = np.unique(np.stack([group, bucket], axis=1), axis=0, return_inverse=True)
