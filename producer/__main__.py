@@ -5,6 +5,7 @@ Examples::
     housing-produce                                   # the whole CSV once, JSON, as fast as possible
     housing-produce --source synthetic --rate 1000    # 1,000 records/s until Ctrl-C
     housing-produce --loop --count 100000 --format avro --bad-fraction 0.05
+    housing-produce --outcomes --outcome-delay 5s..60s --outcome-fraction 0.8   # true values, later
     jq -c . records.jsonl | housing-produce --source stdin
 
 Exit status: 0 all delivered; 1 some messages not delivered (how many and why is printed);
@@ -22,11 +23,13 @@ from types import FrameType
 
 from config.runtime import configure_logging
 from config.settings import SettingsError, add_settings_arguments, settings_from_args
+from producer.outcomes import OutcomeSchedule, csv_actuals, parse_delay_range
 from producer.publish import (
     DEFAULT_CONNECT_TIMEOUT,
     BrokerUnavailableError,
     PublishError,
     make_encoder,
+    make_outcome_encoder,
     producer_config,
     publish,
 )
@@ -91,7 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="keep sending after a delivery failure (default: stop at the first, flush, exit 1)")
     sending.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                          help="progress bar on stderr (default: when stderr is a terminal)")
-    add_settings_arguments(parser, keys=("kafka.bootstrap_servers", "schema_registry_url", "log_level"))
+    outcomes = parser.add_argument_group("outcomes (the true values, later; --source csv)")
+    outcomes.add_argument("--outcomes", action="store_true",
+                          help="also publish each record's outcome (its median_house_value) to the outcomes topic, "
+                          "delayed, keyed by record id (the run ends once the last one is out)")
+    outcomes.add_argument("--outcome-delay", default="5s..60s", metavar="LOW..HIGH",
+                          help="delay after the record, uniform between LOW and HIGH (5s, 500ms, 2m; one value: "
+                          "fixed); default 5s..60s")
+    outcomes.add_argument("--outcome-fraction", type=float, default=1.0, metavar="F",
+                          help="share of records that get an outcome, 0..1 (default 1)")
+    add_settings_arguments(parser, keys=("kafka.bootstrap_servers", "schema_registry_url", "topics.outcomes",
+                                         "log_level"))
     return parser
 
 
@@ -132,6 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--delivery-timeout and --connect-timeout must be > 0")
     if not 0.0 <= args.bad_fraction <= 1.0:
         parser.error("--bad-fraction must be between 0 and 1")
+    if not 0.0 <= args.outcome_fraction <= 1.0:
+        parser.error("--outcome-fraction must be between 0 and 1")
+    try:
+        outcome_delay = parse_delay_range(args.outcome_delay)
+    except ValueError as exc:
+        parser.error(f"--outcome-delay: {exc}")
+    if args.outcomes and args.source != "csv":
+        parser.error("--outcomes needs --source csv: only the dataset holds the true values")
     try:
         settings = settings_from_args(args)
     except SettingsError as exc:
@@ -146,8 +167,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "message size and will fail delivery; lz4 lets them through")
     try:
         encode = make_encoder(args.format, schema_registry_url=settings.schema_registry_url)
-        messages = inject_bad(with_ids(_records(args), args.start_id), args.bad_fraction, args.seed,
-                              first_bad_id=args.start_id)
+        records = with_ids(_records(args), args.start_id)
+        schedule = None
+        if args.outcomes:
+            schedule = OutcomeSchedule(
+                topic=settings.topics.outcomes, fraction=args.outcome_fraction, delay=outcome_delay,
+                encode=make_outcome_encoder(args.format, schema_registry_url=settings.schema_registry_url),
+                seed=args.seed)
+            records = schedule.attach(records, csv_actuals(args.csv_path, loop=args.loop))
+        messages = inject_bad(records, args.bad_fraction, args.seed, first_bad_id=args.start_id)
         config = producer_config(settings.kafka.client_config(), compression_type=args.compression,
                                  message_timeout_ms=max(1, int(args.delivery_timeout * 1000)))
         progress = sys.stderr.isatty() if args.progress is None else args.progress
@@ -155,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f", {args.rate:g}/s" if args.rate else ", unpaced")
         report = publish(messages, config=config, topic=topic, rate=args.rate, count=args.count,
                          progress=progress, encode=encode, connect_timeout=args.connect_timeout,
-                         flush_timeout=args.delivery_timeout + 10.0, stop_on_error=not args.keep_going)
+                         flush_timeout=args.delivery_timeout + 10.0, stop_on_error=not args.keep_going,
+                         outcomes=schedule)
     except BrokerUnavailableError as exc:
         print(f"housing-produce: cannot reach Kafka at {servers}: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -171,6 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
     print(report.summary(), flush=True)
+    if schedule is not None:
+        print(schedule.summary(), flush=True)
+        if schedule.failed:
+            print(f"housing-produce: {schedule.failed} outcomes not delivered: {schedule.errors}", file=sys.stderr)
+            return EXIT_NOT_DELIVERED
     if not report.ok:
         print(f"housing-produce: {report.failure_message()}", file=sys.stderr)
         return EXIT_NOT_DELIVERED

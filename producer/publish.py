@@ -21,10 +21,12 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from tqdm import tqdm
 
+from producer.outcomes import OutcomeSchedule
 from producer.records import OutgoingMessage, Record, inject_bad, with_ids
 from schemas.codecs import RecordEncoder, WireFormat, registry_client
 from schemas.errors import RegistryUnavailableError
 from schemas.examples import EXAMPLE_RECORD
+from schemas.outcomes import Outcome, OutcomeEncoder
 from schemas.topics import RECORDS
 
 logger = logging.getLogger(__name__)
@@ -205,6 +207,19 @@ def make_encoder(
     return encode_record
 
 
+def make_outcome_encoder(fmt: WireFormat | str = WireFormat.JSON, *, schema_registry_url: str | None = None,
+                         registry_config: Mapping[str, Any] | None = None) -> Callable[[Outcome], bytes]:
+    """Outcome -> bytes in the records' wire format (``make_encoder``'s rules), subject ``housing.outcomes-value``."""
+    wire = _wire_format(fmt, schema_registry_url)
+    registry = registry_client(schema_registry_url, registry_config) if wire is WireFormat.AVRO_CONFLUENT else None
+    encoder = OutcomeEncoder(registry)
+
+    def encode_outcome(outcome: Outcome) -> bytes:
+        return encoder.encode(outcome, wire)
+
+    return encode_outcome
+
+
 def _wire_format(fmt: WireFormat | str, schema_registry_url: str | None) -> WireFormat:
     if isinstance(fmt, WireFormat):
         return fmt
@@ -229,6 +244,7 @@ def publish(
     stop_on_error: bool = True,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
+    outcomes: OutcomeSchedule | None = None,
 ) -> PublishReport:
     """Send messages to ``topic`` at ``rate`` and wait for every delivery report.
 
@@ -244,6 +260,8 @@ def publish(
         keep an endless source failing forever); False sends everything and counts the failures.
     :param connect_timeout: seconds to wait for the broker's metadata answer before giving up.
     :param flush_timeout: seconds to wait for outstanding deliveries at the end.
+    :param outcomes: the records' outcomes (``producer.outcomes``), emitted between bursts as they come due; at
+        the end the publisher waits for the last ones (Ctrl-C stops the wait, the rest are counted not sent).
     :raises BrokerUnavailableError: the broker did not answer (nothing was sent).
     :raises PublishError: the schema registry could not register the schema, or the topic is unusable.
     """
@@ -269,6 +287,8 @@ def publish(
                mininterval=0.5, smoothing=0.3, desc=topic)
     should_stop = (lambda: deliveries.failed > 0) if stop_on_error else (lambda: False)
     loop = SendLoop(producer, topic, encode, stamp_event_time, bar, should_stop)
+    if outcomes is not None:
+        loop.tick = lambda: outcomes.emit_due(producer)
     start = time.monotonic()
     interrupted = False
     try:
@@ -276,6 +296,8 @@ def publish(
             loop.run_paced(source, rate)
         else:
             loop.run_unpaced(source)
+        if outcomes is not None and not loop.stopped_on_error:
+            outcomes.drain(producer, should_stop)
     except KeyboardInterrupt:
         interrupted = True
         logger.warning("interrupted: flushing %d messages already sent", len(producer))
@@ -370,6 +392,8 @@ class SendLoop:
     bar: Any
     should_stop: Callable[[], bool] = lambda: False
     """Checked after every burst: a latched delivery failure ends the loop (see ``stop_on_error``)."""
+    tick: Callable[[], object] = lambda: None
+    """Called between bursts (the outcomes that came due go out there)."""
     stopped_on_error: bool = False
     sent: int = 0
     bad: int = 0
@@ -380,6 +404,7 @@ class SendLoop:
         it = iter(source)
         while self.burst(it, _UNPACED_BURST):
             self.producer.poll(0)
+            self.tick()
             if self._failed():
                 return
 
@@ -399,12 +424,14 @@ class SendLoop:
             if tokens < min_burst and tokens < capacity:
                 # librdkafka counts the wait in whole ms: a shorter one is poll(0), which would spin
                 poll(min(1.0, max(0.001, (min_burst - tokens) / rate)))
+                self.tick()
                 continue
             n = int(tokens)
             tokens -= n
             if not self.burst(it, n):
                 return
             poll(0)
+            self.tick()
             if self._failed():
                 return
 

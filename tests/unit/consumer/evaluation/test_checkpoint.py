@@ -33,7 +33,7 @@ def test_a_checkpoint_round_trips_and_garbage_is_refused() -> None:
 
 
 # A tiny log: (side, partition) -> messages in offset order; what the evaluator reads, in an interleaving.
-Message = tuple[str, int, int, object]
+Message = tuple[str, int, int, tuple[str, float, int]]
 
 
 def make_log(seed: int) -> list[Message]:
@@ -50,15 +50,15 @@ def make_log(seed: int) -> list[Message]:
             delay = int(rng.choice([rng.integers(-2_000, 20_000), rng.integers(40_000, 60_000)], p=[0.9, 0.1]))
             out.append(("outcomes", 0, -1, (f"r{i}", float(rng.normal(100, 10)), t + delay)))
     # outcomes in observed order, offsets in that order
-    outcomes = sorted((m for m in out if m[0] == "outcomes"), key=lambda m: m[3][2])  # type: ignore[index]
+    outcomes = sorted((m for m in out if m[0] == "outcomes"), key=lambda m: m[3][2])
     outcomes = [("outcomes", 0, n, m[3]) for n, m in enumerate(outcomes)]
     merged = [m for m in out if m[0] == "predictions"] + outcomes
-    merged.sort(key=lambda m: m[3][2])  # type: ignore[index]
+    merged.sort(key=lambda m: m[3][2])
     return merged
 
 
 def feed(joiner: Joiner, messages: list[Message], resume: Resume, next_offsets: dict[str, dict[int, int]]) -> None:
-    for side, partition, offset, (record_id, value, at) in messages:  # type: ignore[misc]
+    for side, partition, offset, (record_id, value, at) in messages:
         next_offsets.setdefault(side, {})
         next_offsets[side][partition] = max(next_offsets[side].get(partition, 0), offset + 1)
         if resume.classify(side, partition, offset) == "skip":
