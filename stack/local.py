@@ -29,10 +29,12 @@ def stack_home() -> Path:
 
 
 DLQ_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+CHECKPOINT_MAX_BYTES = 16 * 1024 * 1024
+"""The evaluator's checkpoint topic (consumer.kafka.evaluation_io.CHECKPOINT_MAX_BYTES: its producer's limit)."""
 
 
 def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
-    """The five topics of ARCHITECTURE.md: name -> (partitions, config)."""
+    """The topics of ARCHITECTURE.md (the scorer's five, the evaluator's four): name -> (partitions, config)."""
     topics = settings.topics
     return {
         topics.records: (topics.partitions, {}),
@@ -44,6 +46,14 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         # Latest status per instance is what matters: compacted.
         topics.scorer_status: (1, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
                                    "segment.ms": "600000"}),
+        # housing-evaluate: outcomes keyed like the records (same partition count), their dead letters, and two
+        # compacted topics of which only the latest value per evaluator matters (short segments keep them small).
+        topics.outcomes: (topics.partitions, {}),
+        topics.outcomes_dead_letter: (topics.partitions, {}),
+        topics.evaluation: (1, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
+                                "segment.ms": "600000"}),
+        topics.evaluator_checkpoints: (1, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
+                                           "segment.ms": "60000", "max.message.bytes": str(CHECKPOINT_MAX_BYTES)}),
     }
 
 
