@@ -24,6 +24,7 @@ from admin_api.openapi_schemas import (
 )
 from admin_api.registry import MODEL_NAME_PATTERN
 from config.settings import Settings
+from consumer.evaluation.stats import ROLES
 from consumer.kafka.topic_reader import FLEET_STATES
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,15 @@ _AUTH_ERRORS = {"401": error_answer("Missing or wrong API key"),
 _NAME = {"name": "name", "in": "path", "required": True, "description": "Registered model name",
          "schema": {"type": "string", "pattern": MODEL_NAME_PATTERN}}
 _ALIAS_PARAM = {"name": "alias", "in": "path", "required": True, "schema": ALIAS}
+_PERFORMANCE_PARAMS = [
+    {"name": "model_version", "in": "query", "required": False, "description": "only this version",
+     "schema": {"type": "string"}},
+    {"name": "role", "in": "query", "required": False, "description": "only this role",
+     "schema": {"type": "string", "enum": list(ROLES)}},
+    {"name": "evaluator", "in": "query", "required": False,
+     "description": "this evaluator's snapshot (default: the latest published)", "schema": {"type": "string"}},
+]
+
 _FLEET_STATE_PARAM = {
     "name": "state", "in": "query", "required": False,
     "description": "only instances in these states, comma-separated (stale: no status or heartbeat for "
@@ -116,6 +126,12 @@ PATHS: dict[str, Any] = {
         "Promotions, reloads and rollbacks of the served model from the control topic, and which version was "
         "@champion / in Production from when to when", json_answer(schema_ref("History"), "History"),
         extra={"503": error_answer("Kafka unreachable")})},
+    "/api/model/performance": {"get": {**_read(
+        "Live accuracy per model version and role (RMSE, MAE, bias, MAPE, counts; sliding window and since start) "
+        "from housing-evaluate's latest snapshot", json_answer(schema_ref("Performance"), "Performance"),
+        extra={"400": error_answer("Unknown role"), "404": error_answer("No snapshot of that evaluator"),
+               "503": error_answer("Kafka unreachable, or no evaluator has published yet")}),
+        "parameters": _PERFORMANCE_PARAMS}},
     "/api/mlflow/models": {"get": _read("Registered models", json_answer(schema_ref("RegisteredModels"), "Models"),
                                         extra={"502": _UPSTREAM, "503": _MLFLOW_DOWN})},
     "/api/mlflow/models/{name}": {"get": {

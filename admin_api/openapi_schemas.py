@@ -35,6 +35,38 @@ def error_answer(description: str) -> dict[str, Any]:
 
 NULLABLE_STRING = {"type": "string", "nullable": True}
 NULLABLE_NUMBER = {"type": "number", "nullable": True}
+
+_PERFORMANCE_BLOCK = {
+    "type": "object", "required": ["count", "rmse", "mae", "bias", "mape", "mean_delay_seconds", "sums"],
+    "properties": {
+        "count": {"type": "integer", "minimum": 0}, "rmse": NULLABLE_NUMBER, "mae": NULLABLE_NUMBER,
+        "bias": NULLABLE_NUMBER, "mape": NULLABLE_NUMBER, "mean_delay_seconds": NULLABLE_NUMBER,
+        "sums": {"type": "object", "additionalProperties": {"type": "number"}},
+    },
+}
+PERFORMANCE = {
+    "type": "object",
+    "required": ["evaluator_id", "published_at", "watermark", "window_seconds", "matched", "versions", "unmatched",
+                 "pending", "dead_lettered", "age_seconds", "evaluators", "topic"],
+    "properties": {
+        "evaluator_id": {"type": "string"}, "published_at": {"type": "integer"}, "watermark": {"type": "integer"},
+        "window_seconds": {"type": "number"}, "bucket_seconds": {"type": "number"},
+        "window_start": {"type": "integer", "nullable": True}, "matched": {"type": "integer", "minimum": 0},
+        "versions": {"type": "array", "items": {
+            "type": "object", "required": ["model_version", "role", "window", "since_start", "unmatched"],
+            "properties": {"model_version": {"type": "string"}, "role": {"type": "string"},
+                           "first_pair_at": {"type": "integer", "nullable": True},
+                           "last_pair_at": {"type": "integer", "nullable": True},
+                           "window": _PERFORMANCE_BLOCK, "since_start": _PERFORMANCE_BLOCK,
+                           "unmatched": {"type": "object", "additionalProperties": {"type": "integer"}}}}},
+        "unmatched": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "pending": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "dead_lettered": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "bad_predictions": {"type": "integer"}, "age_seconds": {"type": "number", "minimum": 0},
+        "evaluators": {"type": "array", "items": {"type": "string"}}, "topic": {"type": "string"},
+    },
+}
+"""GET /api/model/performance: an evaluator's latest snapshot (consumer.evaluation.snapshot)."""
 VERSION = {"oneOf": [{"type": "string", "pattern": VERSION_PATTERN},
                      {"type": "integer", "minimum": 1, "maximum": 9_999_999_999}],
            "description": "A registry version: a positive integer, as a number or a string of digits."}
@@ -291,6 +323,7 @@ COMPONENTS: dict[str, Any] = {
                 "stale_after_seconds": {"type": "number"},
             },
         },
+        "Performance": PERFORMANCE,
         "Drift": {
             "type": "object",
             "required": ["enabled", "status", "window_size", "threshold", "psi", "alerts", "computed_at"],
