@@ -31,7 +31,7 @@ from stack.local import DLQ_MAX_MESSAGE_BYTES
 from stack.processes import free_port
 from tests.conftest import RegisteredModel
 from tests.e2e.conftest import BackgroundProducer, ScorerFactory, ScorerProcess, read_outputs, wait_committed
-from tests.helpers import committed_total, keys_of, wait_for
+from tests.helpers import committed_total, keys_of, start_retrying_busy_ports, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -105,8 +105,12 @@ def assert_each_input_scored_once(settings: Settings, producers: Sequence[Backgr
 def test_broker_frozen_longer_than_every_timeout_scorer_rides_it_out_and_scores_each_input_once(
         tmp_path: Path, settings_factory: Callable[..., Settings], registered_model: RegisteredModel,
         scorer_process: ScorerFactory) -> None:
-    broker = LocalKafka(tmp_path / "kafka", port=free_port(), controller_port=free_port())
-    broker.start()
+    def start_broker() -> LocalKafka:  # on other free ports if one was taken before the broker bound it
+        broker = LocalKafka(tmp_path / f"kafka-{uuid.uuid4().hex[:6]}", port=free_port(), controller_port=free_port())
+        broker.start()
+        return broker
+
+    broker = start_retrying_busy_ports(start_broker)
     try:
         bootstrap = broker.bootstrap_servers
         suffix = uuid.uuid4().hex[:6]

@@ -39,7 +39,7 @@ from stack.mlflow_server import LocalMlflow
 from stack.processes import free_port
 from tests.conftest import PROJECT_ROOT, RegisteredModel, train_quick_model
 from tests.e2e.conftest import BackgroundProducer, ScorerFactory, ScorerProcess, read_outputs, wait_committed
-from tests.helpers import Received, keys_of, wait_for
+from tests.helpers import Received, keys_of, start_retrying_busy_ports, wait_for
 from tests.integration.reload_support import clone_version
 
 logger = logging.getLogger(__name__)
@@ -58,8 +58,12 @@ BACKLOG_GROWTH_LIMIT_MB = 100.0
 @pytest.fixture(scope="module")
 def own_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMlflow]:
     """A tracking server only this module uses: the tests stop it and start it again on the same port and home."""
-    server = LocalMlflow(tmp_path_factory.mktemp("own-mlflow"), port=free_port(), workers=1)
-    server.start()
+    def start_server() -> LocalMlflow:  # on another free port if the one chosen was taken before the bind
+        server = LocalMlflow(tmp_path_factory.mktemp("own-mlflow"), port=free_port(), workers=1)
+        server.start()
+        return server
+
+    server = start_retrying_busy_ports(start_server)
     try:
         yield server
     finally:

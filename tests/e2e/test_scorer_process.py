@@ -23,7 +23,7 @@ from stack.local import DLQ_MAX_MESSAGE_BYTES
 from stack.processes import free_port
 from tests.conftest import RegisteredModel
 from tests.e2e.conftest import BackgroundProducer, ScorerFactory, assert_exactly_once, committed_total, wait_committed
-from tests.helpers import wait_for
+from tests.helpers import start_retrying_busy_ports, unused_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -59,8 +59,12 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(scorer_settings: Sett
 def test_broker_killed_and_restarted_loses_nothing(tmp_path: Path, settings_factory: Callable[..., Settings],
                                                     registered_model: RegisteredModel,
                                                     scorer_process: ScorerFactory) -> None:
-    broker = LocalKafka(tmp_path / "kafka", port=free_port(), controller_port=free_port())
-    broker.start()
+    def start_broker() -> LocalKafka:  # on other free ports if one was taken before the broker bound it
+        broker = LocalKafka(tmp_path / f"kafka-{uuid.uuid4().hex[:6]}", port=free_port(), controller_port=free_port())
+        broker.start()
+        return broker
+
+    broker = start_retrying_busy_ports(start_broker)
     try:
         bootstrap = broker.bootstrap_servers
         topics = {"records": f"rec-{uuid.uuid4().hex[:6]}", "predictions": f"pred-{uuid.uuid4().hex[:6]}",
@@ -99,24 +103,25 @@ def test_broker_killed_and_restarted_loses_nothing(tmp_path: Path, settings_fact
 def test_fatal_configuration_exits_nonzero_saying_what_to_fix(scorer_settings: Settings,
                                                               scorer_process: ScorerFactory,
                                                               tmp_path: Path) -> None:
-    # Started together: each one's failure takes seconds (the unreachable broker the longest).
-    cases = {
-        "missing-topic": ({"TOPIC_RECORDS": f"no-such-topic-{uuid.uuid4().hex[:6]}"},
-                          ["do not exist", "no-such-topic-", "create them"]),
-        "no-broker": ({"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"},
-                      ["did not answer", "KAFKA_BOOTSTRAP_SERVERS"]),
-        "unknown-model": ({"MLFLOW_MODEL_NAME": f"no_such_model_{uuid.uuid4().hex[:6]}",
-                           "MODEL_PATH": str(tmp_path / "missing.pkl")},
-                          ["no model to serve", "no_such_model_", "MODEL_PATH", "housing-train"]),
-        "bad-setting": ({"BATCH_MAX_RECORDS": "lots"}, ["BATCH_MAX_RECORDS", "integer"]),
-    }
-    procs = {name: scorer_process(scorer_settings, instance_id=name, env=env, wait=False)
-             for name, (env, _) in cases.items()}
-    for name, (_, expected) in cases.items():
-        proc = procs[name]
-        code = proc.wait(90)
-        log = proc.log()
-        assert code == 2, f"{name}: exit code {code}\n{proc.tail()}"
-        missing = [text for text in expected if text not in log]
-        assert not missing, f"{name}: message lacks {missing}:\n{proc.tail()}"
-        assert "Traceback" not in log, f"{name}: a traceback instead of a message:\n{proc.tail()}"
+    with unused_port() as port:  # held until every case has exited: nothing can listen there meanwhile
+        # Started together: each one's failure takes seconds (the unreachable broker the longest).
+        cases = {
+            "missing-topic": ({"TOPIC_RECORDS": f"no-such-topic-{uuid.uuid4().hex[:6]}"},
+                              ["do not exist", "no-such-topic-", "create them"]),
+            "no-broker": ({"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"},
+                          ["did not answer", "KAFKA_BOOTSTRAP_SERVERS"]),
+            "unknown-model": ({"MLFLOW_MODEL_NAME": f"no_such_model_{uuid.uuid4().hex[:6]}",
+                               "MODEL_PATH": str(tmp_path / "missing.pkl")},
+                              ["no model to serve", "no_such_model_", "MODEL_PATH", "housing-train"]),
+            "bad-setting": ({"BATCH_MAX_RECORDS": "lots"}, ["BATCH_MAX_RECORDS", "integer"]),
+        }
+        procs = {name: scorer_process(scorer_settings, instance_id=name, env=env, wait=False)
+                 for name, (env, _) in cases.items()}
+        for name, (_, expected) in cases.items():
+            proc = procs[name]
+            code = proc.wait(90)
+            log = proc.log()
+            assert code == 2, f"{name}: exit code {code}\n{proc.tail()}"
+            missing = [text for text in expected if text not in log]
+            assert not missing, f"{name}: message lacks {missing}:\n{proc.tail()}"
+            assert "Traceback" not in log, f"{name}: a traceback instead of a message:\n{proc.tail()}"

@@ -32,7 +32,7 @@ from consumer.kafka.topic_reader import read_fleet, read_model_updates
 from stack.kafka import LocalKafka, ensure_topics
 from stack.processes import free_port
 from tests.e2e.conftest import ScorerFactory
-from tests.helpers import committed_total, keys_of, produce_records, read_to_end, wait_for
+from tests.helpers import committed_total, keys_of, produce_records, read_to_end, start_retrying_busy_ports, wait_for
 
 USER, PASSWORD = "scorer", "scorer-secret"
 JAAS = f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{USER}="{PASSWORD}";'
@@ -47,14 +47,18 @@ class SaslBroker:
 
 @pytest.fixture(scope="module")
 def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaslBroker]:
-    sasl_port = free_port()
-    kafka = LocalKafka(tmp_path_factory.mktemp("sasl-kafka"), port=free_port(), controller_port=free_port(),
-                       heap="-Xmx512m -Xms128m", extra_properties={
-                           "listeners.extra": f"SASL_PLAINTEXT://127.0.0.1:{sasl_port}",
-                           "sasl.enabled.mechanisms": "PLAIN",
-                           "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
-                       })
-    kafka.start(timeout=180)
+    def start_broker() -> tuple[LocalKafka, int]:  # on other free ports if one was taken before the bind
+        sasl_port = free_port()
+        kafka = LocalKafka(tmp_path_factory.mktemp("sasl-kafka"), port=free_port(), controller_port=free_port(),
+                           heap="-Xmx512m -Xms128m", extra_properties={
+                               "listeners.extra": f"SASL_PLAINTEXT://127.0.0.1:{sasl_port}",
+                               "sasl.enabled.mechanisms": "PLAIN",
+                               "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
+                           })
+        kafka.start(timeout=180)
+        return kafka, sasl_port
+
+    kafka, sasl_port = start_retrying_busy_ports(start_broker)
     try:
         yield SaslBroker(kafka, sasl_port)
     finally:

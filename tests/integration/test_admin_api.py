@@ -23,9 +23,8 @@ from consumer.kafka.status import StatusPublisher
 from consumer.state import ScorerState
 from schemas.control import decode_model_update
 from schemas.examples import EXAMPLE_RECORD
-from stack.processes import free_port
 from tests.conftest import RegisteredModel
-from tests.helpers import housing_rows, read_to_end, wait_for
+from tests.helpers import housing_rows, read_to_end, unused_port, wait_for
 from tests.integration.conftest import AdminClientFactory, loaded_state
 from tests.integration.reload_support import offline_predict, registry_estimator
 
@@ -381,20 +380,21 @@ async def test_protected_reads(admin_client: AdminClientFactory, admin_settings:
 # --- MLflow unreachable ------------------------------------------------------------------------------------
 async def test_mlflow_unreachable_is_503_and_health_degraded(admin_client: AdminClientFactory,
                                                             admin_settings: Settings) -> None:
-    state = loaded_state(admin_settings)
-    settings = admin_settings.replace(**{"mlflow.tracking_uri": f"http://127.0.0.1:{free_port()}"})
-    client = await admin_client(settings, state)
-    body = await error_body(await client.get("/api/mlflow/models"), 503)
-    assert body["error"] == "mlflow_unavailable"
-    await error_body(await client.post(f"/api/mlflow/models/{settings.model.name}/transition",
-                                       json={"version": "1", "stage": "Staging"}, headers=AUTH), 503)
-    health = await client.get("/health")
-    assert health.status == 200
-    body = await health.json()
-    assert body["status"] == "degraded" and body["mlflow_connection"] == "unhealthy"
-    assert any("MLflow" in reason for reason in body["reasons"])
-    # Predictions go on with the loaded model.
-    assert (await client.post("/api/predict", json=RECORD, headers=AUTH)).status == 200
+    with unused_port() as port:  # held: nothing can listen there meanwhile
+        state = loaded_state(admin_settings)
+        settings = admin_settings.replace(**{"mlflow.tracking_uri": f"http://127.0.0.1:{port}"})
+        client = await admin_client(settings, state)
+        body = await error_body(await client.get("/api/mlflow/models"), 503)
+        assert body["error"] == "mlflow_unavailable"
+        await error_body(await client.post(f"/api/mlflow/models/{settings.model.name}/transition",
+                                           json={"version": "1", "stage": "Staging"}, headers=AUTH), 503)
+        health = await client.get("/health")
+        assert health.status == 200
+        body = await health.json()
+        assert body["status"] == "degraded" and body["mlflow_connection"] == "unhealthy"
+        assert any("MLflow" in reason for reason in body["reasons"])
+        # Predictions go on with the loaded model.
+        assert (await client.post("/api/predict", json=RECORD, headers=AUTH)).status == 200
 
 
 # --- fleet and webhooks -------------------------------------------------------------------------------------

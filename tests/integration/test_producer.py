@@ -20,8 +20,7 @@ from producer.publish import send_records
 from producer.records import inject_bad, stdin_records, synthetic_records
 from schemas.codecs import RecordDecoder, WireFormat
 from schemas.validation import validate_record
-from stack.processes import free_port
-from tests.helpers import Received, read_to_end
+from tests.helpers import Received, read_to_end, unused_port
 
 pytestmark = pytest.mark.integration
 
@@ -135,11 +134,11 @@ def test_cli_stdin_keeps_source_ids(kafka_bootstrap: str, topic_factory: Callabl
 
 
 def test_cli_unreachable_broker_exits_non_zero_quickly_with_a_clear_message() -> None:
-    port = free_port()  # nothing listens here
     started = time.monotonic()
 
-    result = run_producer("--bootstrap-servers", f"127.0.0.1:{port}", "--count", "10", "--connect-timeout", "3",
-                          timeout=60)
+    with unused_port() as port:  # held, so nothing can listen there meanwhile
+        result = run_producer("--bootstrap-servers", f"127.0.0.1:{port}", "--count", "10", "--connect-timeout",
+                              "3", timeout=60)
 
     assert result.returncode == 3
     assert time.monotonic() - started < 20

@@ -14,7 +14,15 @@ from consumer.core.handle import ModelHandle
 from consumer.kafka.control import publish_model_update
 from consumer.service import ScorerService
 from tests.helpers import produce_records, read_to_end, wait_for
-from tests.integration.reload_support import corrupt_version, decoded, move_alias, scorer_overrides, two_versions
+from tests.integration.reload_support import (
+    corrupt_version,
+    decoded,
+    move_alias,
+    offline_predict,
+    registry_estimator,
+    scorer_overrides,
+    two_versions,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +79,12 @@ def test_shadow_predictions_present_and_a_broken_challenger_changes_nothing(
     broken = [p for p in out if p["record_id"].startswith("broken")]
     assert len(both) == 200 and len(broken) == 100
     assert all(p["shadow_model_version"] == v2 and p["shadow_prediction"] is not None for p in both)
-    assert any(p["shadow_prediction"] != p["prediction"] for p in both)
+    # Each value is its model's own output on the row sent (the registry's models, loaded by MLflow itself).
+    champion, challenger = (registry_estimator(mlflow_tracking_uri, name, v) for v in (v1, v2))
+    rows = [first.rows[p["record_id"]] for p in both]
+    assert [p["prediction"] for p in both] == pytest.approx(offline_predict(champion, rows), rel=1e-6)
+    assert [p["shadow_prediction"] for p in both] == pytest.approx(offline_predict(challenger, rows), rel=1e-6)
+    assert any(p["shadow_prediction"] != pytest.approx(p["prediction"], rel=1e-3) for p in both)
     assert all(p["shadow_prediction"] is None and p["shadow_model_version"] is None for p in broken)
     assert all(np.isfinite(p["prediction"]) for p in broken)
     assert sorted(first.good_keys) == sorted(p["record_id"] for p in both)

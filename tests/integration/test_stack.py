@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
 from stack.processes import free_port, pid_alive, port_is_free
+from tests.helpers import unused_port
 
 pytestmark = pytest.mark.integration
 
@@ -34,20 +35,30 @@ def clean_env(**extra: str) -> dict[str, str]:
 @pytest.fixture
 def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """Env for a private stack on free ports; always brought down afterwards."""
-    kafka_port = free_port()
-    env = clean_env(
-        HOUSING_STACK_DIR=str(tmp_path / "stack"),
-        KAFKA_PORT=str(kafka_port),
-        KAFKA_CONTROLLER_PORT=str(free_port()),
-        MLFLOW_PORT=str(free_port()),
-        TOPIC_PARTITIONS="4",
-    )
+    env = clean_env(HOUSING_STACK_DIR=str(tmp_path / "stack"), TOPIC_PARTITIONS="4")
+    env.update(free_ports())
     yield env
     run_cli("down", env=env)
 
 
+def free_ports() -> dict[str, str]:
+    return {"KAFKA_PORT": str(free_port()), "KAFKA_CONTROLLER_PORT": str(free_port()), "MLFLOW_PORT": str(free_port())}
+
+
+def up_on_free_ports(env: dict[str, str], attempts: int = 4) -> subprocess.CompletedProcess[str]:
+    """``housing-stack up``, again on other free ports when one it was given was taken before its process bound
+    it (the free-port race); ``env`` is updated to the ports that worked."""
+    for _ in range(attempts - 1):
+        up = run_cli("up", env=env)
+        if up.returncode == 0 or "already in use" not in up.stderr.lower():
+            return up
+        run_cli("down", env=env)
+        env.update(free_ports())
+    return run_cli("up", env=env)
+
+
 def test_up_status_reuse_down(stack_env: dict[str, str]) -> None:
-    up = run_cli("up", env=stack_env)
+    up = up_on_free_ports(stack_env)
     assert up.returncode == 0, up.stderr
     assert "kafka: started" in up.stdout and "mlflow: started" in up.stdout
     home = Path(stack_env["HOUSING_STACK_DIR"])
@@ -108,8 +119,9 @@ def test_external_broker_is_used_and_nothing_started(kafka_bootstrap: str, mlflo
 
 
 def test_external_broker_that_does_not_answer_fails_clearly(tmp_path: Path) -> None:
-    env = clean_env(HOUSING_STACK_DIR=str(tmp_path / "stack"), KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
-    result = run_cli("up", env=env, timeout=60)
+    with unused_port() as port:  # held: nothing can listen there meanwhile
+        env = clean_env(HOUSING_STACK_DIR=str(tmp_path / "stack"), KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}")
+        result = run_cli("up", env=env, timeout=60)
     assert result.returncode == 1
     assert "does not answer" in result.stderr and "KAFKA_BOOTSTRAP_SERVERS" in result.stderr
 

@@ -8,7 +8,7 @@ import pytest
 
 from consumer.core.features import to_frame
 from schemas.examples import EXAMPLE_RECORD
-from stack.processes import free_port
+from tests.helpers import unused_port
 from training.pipeline import MODEL_KINDS, build_pipeline
 from training.results import TrackingServerUnreachable
 from training.tracking import (
@@ -58,8 +58,8 @@ def test_regression_metrics_on_known_values() -> None:
 
 
 def test_unreachable_tracking_server_fails_fast_with_the_operator_message() -> None:
-    uri = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(TrackingServerUnreachable) as caught:
+    with unused_port() as port, pytest.raises(TrackingServerUnreachable) as caught:
+        uri = f"http://127.0.0.1:{port}"
         check_tracking_server(uri, timeout=2.0)
     assert str(caught.value) == (
         f"MLflow tracking server at {uri} is not reachable: start it with `housing-stack up` or set "
