@@ -4,6 +4,9 @@ HTTP predictions are counted by the prediction logger (the original API's ``mlfl
 the drift window: that window describes the stream, and crafted rows sent to an open endpoint must not raise
 drift alerts or turn /health degraded. Anonymous callers (no admin key) are held to
 ``ADMIN_PREDICT_RATE_LIMIT`` calls per minute each (429 with Retry-After beyond it).
+
+Any flavour: the served handle gets the request's records as feature columns and builds what its model takes
+(numpy for a fast path, one DataFrame of its signature's columns and dtypes for a pyfunc model).
 """
 
 from __future__ import annotations

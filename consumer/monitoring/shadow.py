@@ -5,6 +5,9 @@ waits: when the queue is full the batch is skipped and counted). The worker deco
 mean absolute difference between ``prediction`` and ``shadow_prediction`` per batch
 (``housing_scorer_shadow_abs_difference``); a batch scored while a shadow model was set but carrying no
 shadow predictions counts as a shadow failure (``housing_scorer_shadow_failures``).
+
+The shadow may be of another flavour than the champion (a custom pyfunc beside a scikit-learn pipeline): both
+are handles scored on the same batch columns (``consumer.core.scoring.score_batch``), each building its own input.
 """
 
 from __future__ import annotations
