@@ -82,6 +82,12 @@ MODEL_METADATA = {
         "stage": NULLABLE_STRING, "model_uri": {"type": "string"}, "run_id": NULLABLE_STRING,
         "source": {"type": "string", "enum": ["registry", "fallback", "memory"]},
         "loaded_at": {"type": "number"}, "load_seconds": {"type": "number"},
+        "flavour": {"type": "string", "description": "MLflow flavour the version was logged with (sklearn, "
+                    "lightgbm, python_function, ...)"},
+        "predict_path": {"type": "string", "enum": ["numpy fast path", "dataframe"]},
+        "input_columns": {"type": "array", "items": {"type": "string"},
+                          "description": "the record columns the model is given (its signature's)"},
+        "signature": {"type": "object", "nullable": True},
     },
 }
 RELOAD_RESULT = {
@@ -90,6 +96,8 @@ RELOAD_RESULT = {
     "properties": {
         "result": {"type": "string"}, "version": NULLABLE_STRING, "detail": {"type": "string"},
         "event_id": NULLABLE_STRING, "load_seconds": NULLABLE_NUMBER, "at": {"type": "number"},
+        "reason": {**NULLABLE_STRING, "description": "why a failed reload failed: signature_mismatch, "
+                   "flavour_library_missing, load_failed, check_failed, registry_unavailable, ..."},
     },
 }
 MODEL_UPDATE_EVENT = {
