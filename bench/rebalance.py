@@ -221,9 +221,9 @@ def run_protocol(env: BenchEnv, protocol: str, *, batch_max_records: int, batch_
     finally:
         if producer is not None and producer.poll() is None:
             producer.kill()
-        metrics = [s.describe() for s in scorers]
         for s in scorers:
             s.stop()
+        metrics = [{**s.describe(), "rebalance_log": rebalance_lines(s.log_path)} for s in scorers]
         env.forget_group(group_id, topics.records)
     lost = len(sent_keys - partition_reader.keys)
     duplicated = partition_reader.count - len(partition_reader.keys)
@@ -253,6 +253,18 @@ def analyse_after(partition_reader: PartitionReader, name: str, started_ms: floa
     wait_until(resumed, 10, 0.05)
     time.sleep(RESUME_MARGIN_SECONDS + 0.5)  # the window's tail, plus the reader's own latency
     return analyse_change(partition_reader, name, started_ms, settled_ms, before, after)
+
+
+REBALANCE_LOG = re.compile(r"rebalancing with|assigned |revoked |lost |aborted|dropped|refused")
+
+
+def rebalance_lines(log_path: Path) -> list[str]:
+    """The scorer's log lines about its group (protocol, assignments, revokes) and anything aborted or dropped."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line[:400] for line in lines if REBALANCE_LOG.search(line)][:100]
 
 
 def topic_keys(env: BenchEnv, topic: str) -> set[bytes]:
