@@ -22,7 +22,7 @@ from config.runtime import configure_logging
 
 logger = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "latency", "rates", "reload", "rebalance")
+SECTIONS = ("throughput", "latency", "rates", "reload", "rebalance", "evaluator")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             document["latency_by_rate"] = result
             loads["after_rates"] = load_average()
             _write(json_path, document)
+        if "evaluator" in sections:
+            from bench import evaluator
+
+            result = evaluator.run(env, quick=q)
+            document["evaluator"] = result
+            loads["after_evaluator"] = load_average()
+            _write(json_path, document)
         if "reload" in sections:
             from bench import reload
 
@@ -193,6 +200,11 @@ def summary(document: dict[str, Any]) -> None:
             lat = run["latency"]
             lines.append(f"latency {key} at {int(rate):,}/s: p50 {lat.get('p50_ms')} ms p99 {lat.get('p99_ms')} ms "
                          f"(kept up: {run.get('kept_up')})")
+    if "evaluator" in document:
+        w, k = document["evaluator"]["window"], document["evaluator"]["kafka"]
+        lines.append(f"evaluator: join {w['cpu_us_per_matched_pair']} CPU us/pair, peak RSS {w['peak_rss_mb']} MB for "
+                     f"{w['seconds']} s at {w['rate']:,}/s ({w['peak_pending_rows']:,} rows pending); from Kafka "
+                     f"{k['cpu_us_per_matched_pair']} CPU us/pair, {k['pairs_per_second']:,} pairs/s")
     if "reload" in document and document["reload"].get("latency"):
         r = document["reload"]
         lines.append(f"reload: {r['latency']} gaps {r.get('missing')} duplicates {r.get('duplicates')}")
