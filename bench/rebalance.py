@@ -25,7 +25,7 @@ import numpy as np
 from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
-from bench.env import PARTITIONS, BenchEnv, step
+from bench.env import PARTITIONS, BenchEnv, load_average, machine_info, step
 from bench.io import reader, send_keyed, wait_until
 from bench.latency import WARMUP_RECORDS, paced_producer
 from bench.scorer import ScorerProcess, wait_ready
@@ -295,6 +295,8 @@ def run(env: BenchEnv, *, out_dir: Path, batch_max_records: int, batch_max_wait_
     results = {p: run_protocol(env, p, batch_max_records=batch_max_records, batch_max_wait_ms=batch_max_wait_ms)
                for p in protocols}
     document: dict[str, Any] = {
+        # This section's own: a run of --only rebalance rewrites the document's "machine" too.
+        "machine": {**machine_info(env), "load_average_after": load_average()},
         "rate": RATE, "partitions": PARTITIONS, "guarantee": "exactly_once",
         "batch_max_records": batch_max_records, "batch_max_wait_ms": batch_max_wait_ms,
         "by_protocol": results,
