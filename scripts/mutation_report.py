@@ -7,8 +7,9 @@ A survivor no reason matches is listed as "unexplained: write a test".
 
 Usage: python scripts/mutation_report.py [--rerun-survivors] [--max-children N] [--output docs/mutation-report.md]
 
-``--rerun-survivors`` first runs mutmut again on the survivors of the cached results: mutmut keeps a verdict
-until the mutated function changes, so a survivor that a new test kills is only seen as killed when re-run.
+``--rerun-survivors`` first runs mutmut again on the survivors (and the mutants without tests) of the cached
+results: mutmut keeps a verdict until the mutated function changes, so a survivor that a new test kills is only
+seen as killed when re-run.
 Run from the repository root after ``mutmut run`` (``make mutate`` does both).
 """
 
@@ -177,7 +178,7 @@ def render(mutants: Sequence[Mutant], reasons: Sequence[Reason]) -> tuple[str, i
 
 
 def rerun_survivors(mutants: Sequence[Mutant], max_children: int) -> None:
-    names = [m.name for m in mutants if m.status in ("survived", "suspicious")]
+    names = [m.name for m in mutants if m.status in ("survived", "suspicious", "no tests", "not checked")]
     if not names:
         return
     print(f"mutation report: re-running {len(names)} survivors (new tests may kill them)", flush=True)
