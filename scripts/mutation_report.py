@@ -87,8 +87,9 @@ def load_reasons(path: Path) -> list[Reason]:
         return []
     with open(path, "rb") as fh:
         table = tomllib.load(fh)
-    return [Reason(tuple(entry.get("mutants", ())), re.compile(entry["changed"]) if "changed" in entry else None,
-                   entry["why"]) for entry in table.get("reason", [])]
+    return [Reason(tuple(entry.get("mutants", ())),
+                   re.compile(entry["changed"], re.MULTILINE) if "changed" in entry else None, entry["why"])
+            for entry in table.get("reason", [])]
 
 
 def mutant_diff(mutant: Mutant) -> str:
