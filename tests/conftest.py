@@ -23,6 +23,7 @@ from stack.kafka import LocalKafka, broker_answers, ensure_topics
 from stack.local import DLQ_MAX_MESSAGE_BYTES
 from stack.mlflow_server import LocalMlflow
 from stack.processes import free_port
+from stack.schema_registry import LocalSchemaRegistry
 from tests.helpers import start_retrying_busy_ports
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +31,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # into this process's environment, which must not turn into "an external server was given".
 EXTERNAL_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
 EXTERNAL_MLFLOW = os.environ.get("MLFLOW_TRACKING_URI")
+EXTERNAL_SCHEMA_REGISTRY = os.environ.get("SCHEMA_REGISTRY_URL")
 
 
 def _docker_engine_answers() -> bool:
@@ -105,6 +107,21 @@ def process_wide_state_restored() -> Iterator[None]:
         if dict(os.environ) != before:
             os.environ.clear()
             os.environ.update(before)
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Confluent-compatible URL of a real schema registry for this session: ``SCHEMA_REGISTRY_URL`` if set, else
+    the local stack's Apicurio Registry (in-memory storage; built from Maven Central once, cached)."""
+    if EXTERNAL_SCHEMA_REGISTRY:
+        yield EXTERNAL_SCHEMA_REGISTRY
+        return
+    registry = LocalSchemaRegistry(tmp_path_factory.mktemp("schema-registry"), port=free_port())
+    registry.start()
+    try:
+        yield registry.url
+    finally:
+        registry.stop()
 
 
 def _topic_safe(name: str) -> str:
