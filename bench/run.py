@@ -22,7 +22,7 @@ from config.runtime import configure_logging
 
 logger = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "latency", "rates", "reload", "rebalance", "evaluator")
+SECTIONS = ("throughput", "latency", "rates", "reload", "rebalance", "evaluator", "flavours")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +128,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             document["latency_by_rate"] = result
             loads["after_rates"] = load_average()
             _write(json_path, document)
+        if "flavours" in sections:
+            from bench import flavours
+
+            result = flavours.run(env, count=records, batch_max_records=batch_max_records,
+                                  batch_max_wait_ms=batch_max_wait_ms)
+            result["quick"] = q
+            document["flavours"] = result
+            loads["after_flavours"] = load_average()
+            _write(json_path, document)
         if "evaluator" in sections:
             from bench import evaluator
 
@@ -200,6 +209,11 @@ def summary(document: dict[str, Any]) -> None:
             lat = run["latency"]
             lines.append(f"latency {key} at {int(rate):,}/s: p50 {lat.get('p50_ms')} ms p99 {lat.get('p99_ms')} ms "
                          f"(kept up: {run.get('kept_up')})")
+    if "flavours" in document:
+        f = document["flavours"]
+        rates = ", ".join(f"{k} {v['records_per_s']:,.0f}/s ({v.get('cpu_us_per_record')} CPU us/record)"
+                          for k, v in f["variants"].items())
+        lines.append(f"flavours (exactly-once): {rates}; ratios {f['ratios']}")
     if "evaluator" in document:
         w, k = document["evaluator"]["window"], document["evaluator"]["kafka"]
         lines.append(f"evaluator: join {w['cpu_us_per_matched_pair']} CPU us/pair, peak RSS {w['peak_rss_mb']} MB for "
