@@ -4,7 +4,9 @@ A prediction waits for its outcome (and an outcome that came first for its predi
 most ``window_ms`` of event time and ``max_pending`` rows per side. Event time is the predictions' ``scored_at``
 and the outcomes' ``observed_at``; ``advance(watermark)`` moves the join's clock (the runner's watermark: the
 slower of the two inputs) and expires what waited longer than the window. A prediction and an outcome match
-when their times are at most the window apart. Nothing falls out silently; every row ends as one of:
+when their times are at most the window apart. Rows wait in arrival order and expire from the oldest arrival on
+(an input's skew delays a row's expiry, never its count); a row that arrives older than the window already
+is counted at once. Nothing falls out silently; every row ends as one of:
 
 - matched: a pair for the prediction's (version, role), and one for the shadow's when the prediction has one;
 - ``prediction_without_outcome``: expired (counted per version and role, the shadow's too);
@@ -125,6 +127,9 @@ class Joiner:
                     continue
                 self._dead_letter(observed, "late_outcome", "unknown_record_id",
                                   self._apart(observed.outcome.observed_at, row.scored_at))
+            if row.scored_at < self.watermark - window:  # older than the window already: it would only wait
+                self._count_prediction("prediction_without_outcome", waiting)
+                continue
             predictions[row.record_id] = waiting
         self._limit()
         self._flush_pairs()
@@ -145,6 +150,10 @@ class Joiner:
             if record_id in outcomes:
                 self._dead_letter(observed, "duplicate_outcome", "duplicate_outcome",
                                   f"an outcome for {record_id!r} is already waiting for its prediction")
+                continue
+            if observed.outcome.observed_at < self.watermark - window:
+                self._dead_letter(observed, "orphan_outcome", "unknown_record_id",
+                                  f"no prediction for {record_id!r} within the {window / 1000:g} s window")
                 continue
             outcomes[record_id] = observed
         self._limit()

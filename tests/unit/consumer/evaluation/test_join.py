@@ -119,3 +119,16 @@ def test_every_row_is_accounted_for() -> None:
     assert j.matched + sum(unmatched[k] for k in ("orphan_outcome", "late_outcome", "outcome_dropped_limit",
                                                   "duplicate_outcome")) == len(outcomes)
     assert len(j.take_dead_letters()) == len(outcomes) - j.matched
+
+
+def test_a_row_older_than_the_window_on_arrival_is_counted_at_once() -> None:
+    """Rows expire in arrival order; one that comes after newer ones, already past the window, must not wait
+    behind them."""
+    j = joiner()
+    j.add_outcomes([outcome("new", 1.0, 100_000)])
+    j.advance(100_000)
+    j.add_outcomes([outcome("old", 1.0, 100_000 - WINDOW - 1)])
+    j.add_predictions([prediction("older", 1.0, 100_000 - WINDOW - 1)])
+    assert list(j.outcomes) == ["new"] and not j.predictions
+    assert [d.reason for d in j.take_dead_letters()] == ["unknown_record_id"]
+    assert j.unmatched()["orphan_outcome"] == 1 and j.unmatched()["prediction_without_outcome"] == 1
