@@ -110,10 +110,23 @@ def test_same_seed_same_model_different_seed_different_model(small_split: tuple)
 @pytest.mark.parametrize(
     ("name", "kind"),
     [("RandomForest", "random_forest"), ("rf", "random_forest"), ("hgb", "hist_gradient_boosting"),
-     ("LinearRegression", "linear_regression"), ("decision-tree", "decision_tree"), ("linear", "linear_regression")],
+     ("LinearRegression", "linear_regression"), ("decision-tree", "decision_tree"), ("linear", "linear_regression"),
+     ("LightGBM", "lightgbm"), ("lgbm", "lightgbm"), ("LGBMRegressor", "lightgbm")],
 )
 def test_normalize_kind_accepts_common_spellings(name: str, kind: str) -> None:
     assert normalize_kind(name) == kind
+
+
+def test_lightgbm_is_its_scikit_learn_api_after_the_shared_preprocessing_logged_as_lightgbm() -> None:
+    from lightgbm import LGBMRegressor
+
+    from training.pipeline import ESTIMATOR_STEP, FLAVOURS
+
+    pipeline = build_pipeline("lightgbm")
+    assert isinstance(pipeline.named_steps[ESTIMATOR_STEP], LGBMRegressor)
+    assert pipeline.named_steps[ESTIMATOR_STEP].n_jobs == 1
+    assert FLAVOURS == {**{k: "sklearn" for k in MODEL_KINDS if k != "lightgbm"}, "lightgbm": "lightgbm"}
+    assert parse_kinds("lgbm,hgb") == ("hist_gradient_boosting", "lightgbm")
 
 
 def test_unknown_kind_is_rejected_with_the_choices() -> None:
