@@ -182,13 +182,14 @@ class Replay:
         handle = self._load_model()
         self.summary.model = f"{handle.name} v{handle.version}"
         reader = RangeReader(settings, settings.topics.records, request.replay_group)
-        writer = ReplayWriter(settings, request.replay_group, request.output_topic, request.dlq_topic)
+        writer: ReplayWriter | None = None
         try:
             resolved = self._resolve(reader, partitions)
             self.summary.range = resolved.describe()
             for note in resolved.notes:
                 logger.warning("%s", note)
             job = ReplayJob(request.output_topic, handle.name, handle.version)
+            writer = ReplayWriter(settings, request.replay_group, request.output_topic, request.dlq_topic)
             try:
                 writer.init()  # first: fences a crashed replay and aborts its open transaction
                 committed = reader.committed([r.partition for r in resolved.ranges])
@@ -199,7 +200,8 @@ class Replay:
             self.summary.already_replayed = plan.already_replayed
             self._replay(reader, writer, handle, resolved, job, plan, on_committed)
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
             reader.close()
         return self.summary
 

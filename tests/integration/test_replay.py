@@ -144,9 +144,11 @@ def test_two_versions_replay_a_time_range_one_output_per_input_live_offsets_unmo
     # Version 1 through the CLI with ISO times, version 2 through the API with epoch ms: both forms, same range.
     out1, dlq1 = outputs["1"]
     code = main(cli_args(settings, "--from", iso(stream.range_from_ms), "--to", iso(stream.range_to_ms),
-                         "--model-version", "1", "--output-topic", out1, "--dlq-topic", dlq1))
-    printed = capsys.readouterr().out
-    assert code == 0, printed
+                         "--model-version", "1", "--output-topic", out1, "--dlq-topic", dlq1, "--progress"))
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert code == 0, captured.err
+    assert "replay v1" in captured.err and "rec" in captured.err  # the progress bar (tqdm, on stderr)
     inside = stream.keys["inside"]
     bad_inside = [k for k in inside if k in stream.bad]
     assert f"replayed {len(inside):,} records" in printed and f"{len(bad_inside):,} dead letters" in printed
