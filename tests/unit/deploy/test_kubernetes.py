@@ -264,9 +264,9 @@ async def test_liveness_keeps_a_degraded_scorer_and_restarts_a_dead_one(
     # A long broker outage makes /health unhealthy; the scorer waits it out, so liveness must not restart it.
     monitor = client.app[health_key]
     state.consumer_running, state.kafka_connected = True, False
-    monitor.observe(0.0)
-    monitor.observe(KAFKA_UNHEALTHY_SECONDS + 1)
-    assert monitor.report(now=KAFKA_UNHEALTHY_SECONDS + 1)[0] == 503
+    monitor.observe(1.0)
+    monitor.observe(KAFKA_UNHEALTHY_SECONDS + 2)
+    assert monitor.report(now=KAFKA_UNHEALTHY_SECONDS + 2)[0] == 503
     assert 200 <= (await client.get(liveness)).status < 400
     dead = Crashes("model-reloader").start()
     assert dead.join(5)
