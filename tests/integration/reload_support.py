@@ -66,8 +66,10 @@ def registry_estimator(tracking_uri: str, name: str, version: str) -> Any:
     saved_env, saved_uri = os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp,
-                                                        tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            # The version's own artifact location: a models:/ URI would be resolved by the global registry URI.
+            location = client(tracking_uri).get_model_version_download_uri(name, version)
+            local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp,
+                                                        tracking_uri=tracking_uri)
             return mlflow.sklearn.load_model(local)
     finally:  # the process-wide MLflow settings as they were
         mlflow.set_tracking_uri(saved_uri)
