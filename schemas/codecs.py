@@ -27,6 +27,8 @@ from schemas.wire import (
     DEFAULT_MAX_BYTES,
     HOUSING_RECORD,
     PREDICTION,
+    PREDICTION_V1,
+    SINGLE_OBJECT_HEADER_LEN,
     SINGLE_OBJECT_MAGIC,
     AvroSchema,
     WireFormat,
@@ -125,14 +127,14 @@ class PredictionJsonWriter:
     """
 
     def __init__(self, *, model_name: str, model_version: str, model_alias: str | None, model_stage: str | None,
-                 scored_at: int, shadow_model_version: str | None) -> None:
+                 scored_at: int, shadow_model_version: str | None, role: str = "champion") -> None:
         def text(value: str | None) -> str:
             return "null" if value is None else _json_string(value)
 
         self._model = (f',"model_name":{text(model_name)},"model_version":{text(model_version)}'
                        f',"model_alias":{text(model_alias)},"model_stage":{text(model_stage)}'
                        f',"scored_at":{_json_long(scored_at)},"source_topic":')
-        self._tail = f',"shadow_model_version":{text(shadow_model_version)}}}'
+        self._tail = f',"shadow_model_version":{text(shadow_model_version)},"role":{text(role)}}}'
         self._topics: dict[str, str] = {}
 
     def write(self, record_id: str, prediction: float, source_topic: str, source_partition: int,
@@ -233,5 +235,8 @@ def decode_prediction(value: bytes, schema_registry: SchemaRegistryClient | None
     fmt = detect_format(value)
     if fmt is WireFormat.JSON:
         return loads_json_object(value)
+    if fmt is WireFormat.AVRO_SINGLE_OBJECT and value[2:SINGLE_OBJECT_HEADER_LEN] == PREDICTION_V1.fingerprint:
+        # Written before the role field: resolved to today's schema (role takes its default, champion).
+        return PREDICTION.read(value[SINGLE_OBJECT_HEADER_LEN:], PREDICTION_V1.parsed)
     fields, _ = _read_avro(value, fmt, PREDICTION, WriterSchemas(schema_registry))
     return fields

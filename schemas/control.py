@@ -37,9 +37,10 @@ from schemas.wire import (
 
 logger = logging.getLogger(__name__)
 
-EventType = Literal["promoted", "reload", "rollback"]
+EventType = Literal["promoted", "reload", "rollback", "canary"]
 """promoted: an alias/stage now points at ``version``; reload: resolve again; rollback: back to ``version``
-(or to each scorer's previous version when it is None)."""
+(or to each scorer's previous version when it is None); canary: the canary setting changed (``alias``,
+``canary_fraction``), or a gate rolled the canary ``version`` back (``decision`` rollback)."""
 
 EVENT_TYPES: Final[tuple[EventType, ...]] = get_args(EventType)
 """The symbols of the ModelUpdateType enum in model_update_event.avsc, in its order."""
@@ -69,12 +70,19 @@ class ModelUpdateEvent:
     issued_at: int
     """Epoch milliseconds."""
     source: str
-    """Who issued it: training, admin_api, webhook, ..."""
+    """Who issued it: training, admin_api, webhook, canary-gate, ..."""
+    canary_fraction: float | None = None
+    """``canary`` events: the share of keys the canary scores (0 for ``version`` after a rollback)."""
+    decision: str | None = None
+    """The promotion gate's decision this event announces (``promote``, ``rollback``); None: not a gate's."""
+    evidence: str | None = None
+    """The gate's evidence, a JSON object as text (both versions' RMSE and counts, the margin, the confidence)."""
 
     @classmethod
     def new(cls, *, type: str, model_name: str, version: str | None = None, alias: str | None = None,
             stage: str | None = None, model_uri: str | None = None, source: str, event_id: str | None = None,
-            issued_at: int | None = None) -> Self:
+            issued_at: int | None = None, canary_fraction: float | None = None, decision: str | None = None,
+            evidence: str | None = None) -> Self:
         """A complete event (fresh uuid4 event id and issue time unless given).
 
         :raises ValueError: ``type`` is not one of ``EVENT_TYPES``.
@@ -91,6 +99,9 @@ class ModelUpdateEvent:
             model_uri=model_uri,
             issued_at=issued_at if issued_at is not None else now_ms(),
             source=source,
+            canary_fraction=None if canary_fraction is None else float(canary_fraction),
+            decision=decision,
+            evidence=evidence,
         )
 
     def as_dict(self) -> dict[str, Any]:

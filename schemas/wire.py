@@ -117,6 +117,8 @@ class AvroSchema:
 
 HOUSING_RECORD: Final = AvroSchema.load("housing_record.avsc")
 PREDICTION: Final = AvroSchema.load("prediction.avsc")
+PREDICTION_V1: Final = AvroSchema.load("prediction_v1.avsc")
+"""Prediction before its ``role`` field: single-object values written with it are read as ``PREDICTION``."""
 MODEL_UPDATE_EVENT: Final = AvroSchema.load("model_update_event.avsc")
 SCORER_STATUS: Final = AvroSchema.load("scorer_status.avsc")
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from consumer.core.features import FeatureColumns, row_count, take_rows, to_columns
 from consumer.core.handle import ModelHandle
+from consumer.core.routing import ROLE_CANARY, ROLE_CHAMPION, canary_mask
 from schemas import clock, topics
 from schemas.codecs import PredictionEncoder, PredictionJsonWriter, RecordDecoder, WireFormat
 from schemas.errors import MAX_MESSAGE_CHARS, PREDICT, PRODUCE, SchemaError
@@ -64,6 +65,8 @@ class Scored(NamedTuple):
     source: Incoming
     record_id: str
     prediction: float
+    role: str = ROLE_CHAMPION
+    """``champion``, or ``canary`` when the canary scored it (its version is in the headers and the value)."""
 
 
 class Rejected(NamedTuple):
@@ -183,6 +186,27 @@ def _predict_isolated(model: ModelHandle, features: FeatureColumns) -> list[floa
     return out
 
 
+def _predict_guarded(model: ModelHandle, features: FeatureColumns) -> np.ndarray | list[float | Exception]:
+    """One call for the rows; only if it raises, row by row (the failing rows become dead letters)."""
+    try:
+        return _predict_all(model, features)
+    except Exception as exc:
+        logger.warning("model %s version %s failed on a batch of %d (%s); predicting record by record",
+                       model.name, model.version, row_count(features), exc)
+        return _predict_isolated(model, features)
+
+
+def _predict_routed(model: ModelHandle, canary: ModelHandle, features: FeatureColumns,
+                    on_canary: np.ndarray) -> list[float | Exception]:
+    """Champion rows and canary rows, each predicted once by its own model, merged back in row order."""
+    merged: list[float | Exception] = [0.0] * len(on_canary)
+    for handle, rows in ((model, np.flatnonzero(~on_canary)), (canary, np.flatnonzero(on_canary))):
+        if rows.size:
+            for row, outcome in zip(rows.tolist(), _predict_guarded(handle, take_rows(features, rows)), strict=True):
+                merged[row] = outcome
+    return merged
+
+
 def _shadow_predictions(shadow: ModelHandle, features: FeatureColumns) -> np.ndarray | None:
     try:
         return _predict_all(shadow, features)
@@ -205,6 +229,8 @@ def score_batch(
     decoder: RecordDecoder,
     encoder: PredictionEncoder,
     shadow: ModelHandle | None = None,
+    canary: ModelHandle | None = None,
+    canary_fraction: float = 0.0,
     now_ms: Callable[[], int] = clock.now_ms,
     max_output_bytes: int | None = None,
     refused: Mapping[Position, str] | None = None,
@@ -216,6 +242,9 @@ def score_batch(
     :param decoder: decodes record values (its registry resolves Confluent ids).
     :param encoder: encodes predictions in each input's wire format.
     :param shadow: optional second model scored on the same columns; its failures are swallowed.
+    :param canary: optional model that scores, instead of the champion, the records whose key falls in the
+        first ``canary_fraction`` of the key space (``consumer.core.routing``); its predictions are outputs with
+        its version and ``role: canary``, its failures dead letters naming it.
     :param now_ms: clock for ``scored_at`` (read once per batch).
     :param max_output_bytes: a prediction larger than this (key + value + headers; the producer's
         ``message.max.bytes``) is not produced: its input is dead-lettered as ``output_too_large``.
@@ -241,30 +270,30 @@ def score_batch(
 
     columns = to_columns([record for _, _, record, _ in valid])
     outcomes: np.ndarray | list[float | Exception]
+    # Canary routing: one key hash per record, one predict call per model for its share of the batch.
+    on_canary = canary_mask([msg.key for _, msg, _, _ in valid], canary_fraction) if canary is not None else None
     predict_started = time.perf_counter()
-    try:
-        outcomes = _predict_all(model, columns)
-    except Exception as exc:
-        logger.warning(
-            "model %s version %s failed on a batch of %d (%s); predicting record by record",
-            model.name,
-            model.version,
-            len(valid),
-            exc,
-        )
-        outcomes = _predict_isolated(model, columns)
+    if canary is None or on_canary is None or not on_canary.any():
+        on_canary = None
+        outcomes = _predict_guarded(model, columns)
+    else:
+        outcomes = _predict_routed(model, canary, columns, on_canary)
     predict_seconds = time.perf_counter() - predict_started
     shadow_out = _shadow_predictions(shadow, columns) if shadow is not None else None
     shadow_version = shadow.version if shadow is not None and shadow_out is not None else None
 
     scored_at = now_ms()
-    json_writer = PredictionJsonWriter(model_name=model.name, model_version=model.version,
-                                       model_alias=model.alias, model_stage=model.stage, scored_at=scored_at,
-                                       shadow_model_version=shadow_version)
+    writers = {role: PredictionJsonWriter(model_name=handle.name, model_version=handle.version,
+                                          model_alias=handle.alias, model_stage=handle.stage, scored_at=scored_at,
+                                          shadow_model_version=shadow_version, role=role)
+               for role, handle in ((ROLE_CHAMPION, model), (ROLE_CANARY, canary)) if handle is not None}
+    champion = model
     scored: list[Scored] = []
     kept_rows: list[int] = []
-    headers: dict[WireFormat, Headers] = {}
+    headers: dict[tuple[WireFormat, str], Headers] = {}
     for row, ((index, msg, record, fmt), outcome) in enumerate(zip(valid, outcomes, strict=True)):
+        role = ROLE_CANARY if on_canary is not None and on_canary[row] else ROLE_CHAMPION
+        model = canary if role == ROLE_CANARY and canary is not None else champion
         if isinstance(outcome, Exception):
             message = f"model {model.name} v{model.version} failed: {type(outcome).__name__}: {outcome}"
             rejected.append((index, _reject(msg, "predict_failed", PREDICT, message[:300], model)))
@@ -281,7 +310,7 @@ def score_batch(
                 shadow_prediction = None
         record_id = _record_id(record, msg)
         if fmt is WireFormat.JSON:  # the common case, formatted without building a dict
-            value = json_writer.write(record_id, prediction, msg.topic, msg.partition, msg.offset,
+            value = writers[role].write(record_id, prediction, msg.topic, msg.partition, msg.offset,
                                       record["event_time"], shadow_prediction)
         else:
             value = encoder.encode(
@@ -299,21 +328,23 @@ def score_batch(
                     "event_time": record["event_time"],
                     "shadow_prediction": shadow_prediction,
                     "shadow_model_version": shadow_version,
+                    "role": role,
                 },
                 fmt,
             )
-        if fmt not in headers:
-            headers[fmt] = [
+        if (fmt, role) not in headers:
+            headers[(fmt, role)] = [
                 (topics.HEADER_MODEL_NAME, model.name.encode()),
                 (topics.HEADER_MODEL_VERSION, model.version.encode()),
                 (topics.HEADER_FORMAT, fmt.value.encode()),
             ]
-        too_large = _output_too_large(msg, value, headers[fmt], max_output_bytes, refused)
+        message_headers = headers[(fmt, role)]
+        too_large = _output_too_large(msg, value, message_headers, max_output_bytes, refused)
         if too_large is not None:
             rejected.append((index, _too_large(msg, too_large, model)))
             continue
         # a fresh list per message: producers may append their own headers
-        scored.append(Scored(msg.key, value, list(headers[fmt]), msg, record_id, prediction))
+        scored.append(Scored(msg.key, value, list(message_headers), msg, record_id, prediction, role))
         kept_rows.append(row)
 
     if len(kept_rows) == len(valid):

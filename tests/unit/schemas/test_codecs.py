@@ -57,6 +57,7 @@ PREDICTION_VALUE: dict[str, Any] = {
     "event_time": None,
     "shadow_prediction": 1.5,
     "shadow_model_version": "4",
+    "role": "canary",
 }
 
 
@@ -330,7 +331,8 @@ def test_batch_json_writer_writes_what_the_generic_encoder_writes(seed: int) -> 
     for _ in range(50):
         common = {"model_name": rng.choice(["housing", "é\u2603\"\\"]), "model_version": str(rng.randint(1, 99)),
                   "model_alias": rng.choice([None, "champion"]), "model_stage": rng.choice([None, "Production"]),
-                  "scored_at": rng.randint(0, 2**62), "shadow_model_version": rng.choice([None, "3"])}
+                  "scored_at": rng.randint(0, 2**62), "shadow_model_version": rng.choice([None, "3"]),
+                  "role": rng.choice(["champion", "canary"])}
         writer = PredictionJsonWriter(**common)
         for _ in range(20):
             varying = {

@@ -251,6 +251,7 @@ def test_a_new_event_keeps_every_field_it_was_given() -> None:
     assert event.as_dict() == {
         "event_id": "e-1", "type": "promoted", "model_name": "m", "version": "7", "alias": "champion",
         "stage": "Production", "model_uri": "models:/m/7", "issued_at": 5, "source": "training",
+        "canary_fraction": None, "decision": None, "evidence": None,
     }
     assert ModelUpdateEvent.new(type="reload", model_name="m", source="s", issued_at=0).issued_at == 0
 
@@ -258,7 +259,8 @@ def test_a_new_event_keeps_every_field_it_was_given() -> None:
 def test_control_json_is_compact_and_refuses_nan() -> None:
     value = encode_model_update({"event_id": "e", "type": "reload", "model_name": "m", "issued_at": 1, "source": "s"})
     assert value == (b'{"event_id":"e","type":"reload","model_name":"m","version":null,"alias":null,"stage":null,'
-                     b'"model_uri":null,"issued_at":1,"source":"s"}')
+                     b'"model_uri":null,"issued_at":1,"source":"s","canary_fraction":null,"decision":null,'
+                     b'"evidence":null}')
     with pytest.raises(ValueError):
         encode_scorer_status({"instance_id": "i", "model_name": "m", "result": "loaded", "at": 1,
                               "load_seconds": math.nan})

@@ -34,6 +34,9 @@ EVENT: dict[str, Any] = {
     "model_uri": "models:/california_housing_best_model/4",
     "issued_at": 1_700_000_000_000,
     "source": "training",
+    "canary_fraction": None,
+    "decision": None,
+    "evidence": None,
 }
 
 STATUS: dict[str, Any] = {
@@ -55,7 +58,8 @@ def test_model_update_round_trip_and_defaults() -> None:
     assert decode_model_update(value) == EVENT
     minimal = {k: EVENT[k] for k in ("event_id", "type", "model_name", "issued_at", "source")}
     decoded = decode_model_update(encode_model_update(minimal))
-    assert decoded == {**minimal, "version": None, "alias": None, "stage": None, "model_uri": None}
+    assert decoded == {**minimal, "version": None, "alias": None, "stage": None, "model_uri": None,
+                       "canary_fraction": None, "decision": None, "evidence": None}
 
 
 def test_model_update_accepts_single_object_avro() -> None:

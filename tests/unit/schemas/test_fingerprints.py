@@ -13,17 +13,26 @@ import json
 
 import pytest
 
-from schemas.wire import HOUSING_RECORD, MODEL_UPDATE_EVENT, PREDICTION, SCORER_STATUS, WireFormat, detect_format
+from schemas.wire import (
+    HOUSING_RECORD,
+    MODEL_UPDATE_EVENT,
+    PREDICTION,
+    PREDICTION_V1,
+    SCORER_STATUS,
+    WireFormat,
+    detect_format,
+)
 
 PINNED = {
     "housing_record.avsc": "52f43b74f7b3eb80",
-    "prediction.avsc": "a64566922825ea49",
-    "model_update_event.avsc": "067917d829738b84",
+    "prediction.avsc": "b24d674b94490187",
+    "prediction_v1.avsc": "a64566922825ea49",
+    "model_update_event.avsc": "b041e30c1bbf5783",
     "scorer_status.avsc": "5e26e44bb499a055",
 }
 """Little-endian CRC-64-AVRO of each schema's parsing canonical form, as the single-object header carries it."""
 
-SCHEMAS = {"housing_record.avsc": HOUSING_RECORD, "prediction.avsc": PREDICTION,
+SCHEMAS = {"housing_record.avsc": HOUSING_RECORD, "prediction.avsc": PREDICTION, "prediction_v1.avsc": PREDICTION_V1,
            "model_update_event.avsc": MODEL_UPDATE_EVENT, "scorer_status.avsc": SCORER_STATUS}
 
 EMPTY = 0xC15D213AA4D7A795

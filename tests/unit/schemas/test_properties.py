@@ -160,6 +160,7 @@ predictions = st.fixed_dictionaries(
         "event_time": st.none() | _EVENT_TIMES,
         "shadow_prediction": st.none() | _DOUBLES,
         "shadow_model_version": st.none() | st.text(min_size=1, max_size=5),
+        "role": st.sampled_from(["champion", "canary"]),
     }
 ).map(lambda drawn: {name: drawn[name] for name in PREDICTION.field_names})
 """Any Prediction mapping that fits prediction.avsc, in its field order (finite doubles: NaN is not a valid
@@ -233,6 +234,7 @@ def test_batch_json_writer_equals_the_generic_encoder(prediction: dict[str, Any]
         model_name=prediction["model_name"], model_version=prediction["model_version"],
         model_alias=prediction["model_alias"], model_stage=prediction["model_stage"],
         scored_at=prediction["scored_at"], shadow_model_version=prediction["shadow_model_version"],
+        role=prediction["role"],
     )
     value = writer.write(
         prediction["record_id"], prediction["prediction"], prediction["source_topic"],

@@ -255,6 +255,7 @@ def test_prediction_values_and_headers(pipeline: Pipeline) -> None:
         "event_time": 1_699_999_999_000,
         "shadow_prediction": None,
         "shadow_model_version": None,
+        "role": "champion",
     }
 
 

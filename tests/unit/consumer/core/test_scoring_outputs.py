@@ -48,7 +48,7 @@ def test_every_prediction_field_in_every_registry_free_format() -> None:
             "record_id": "r-3", "prediction": 2500.0, "model_name": "m", "model_version": "5",
             "model_alias": "champion", "model_stage": "Production", "scored_at": SCORED_AT,
             "source_topic": "housing.records", "source_partition": 1, "source_offset": 9, "event_time": 123,
-            "shadow_prediction": 2500.0, "shadow_model_version": "6",
+            "shadow_prediction": 2500.0, "shadow_model_version": "6", "role": "champion",
         }, fmt
         assert dict(scored.headers)[topics.HEADER_FORMAT] == fmt.value.encode()
 
