@@ -116,7 +116,7 @@ def percent(killed: int, counted: int) -> str:
     return f"{100.0 * killed / counted:.1f} %" if counted else "n/a"
 
 
-def render(mutants: Sequence[Mutant], reasons: Sequence[Reason]) -> tuple[str, int]:
+def render(mutants: Sequence[Mutant], reasons: Sequence[Reason], commit: str = "") -> tuple[str, int]:
     """(the markdown report, number of unexplained survivors)."""
     killed, counted = score(mutants)
     by_status = Counter(m.status for m in mutants)
@@ -138,6 +138,7 @@ def render(mutants: Sequence[Mutant], reasons: Sequence[Reason]) -> tuple[str, i
         "tests that reach it; configuration in pyproject.toml `[tool.mutmut]`). Do not edit by hand: add a test, or",
         "a reason in `docs/mutation-reasons.toml`, and run `make mutate` again.",
         "",
+        *([f"Source and tests at commit `{commit}`.", ""] if commit else []),
         f"**Score: {killed} of {counted} mutants killed ({percent(killed, counted)}).** "
         f"Survivors explained (equivalent or not worth a test, reason below): {equivalent}; "
         f"unexplained: {len(unexplained)}. "
@@ -202,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rerun_survivors(load_mutants(MUTANTS), args.max_children)
     mutants = load_mutants(MUTANTS)
     sys.path.insert(0, str(ROOT))
-    report, unexplained = render(mutants, load_reasons(args.reasons))
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    report, unexplained = render(mutants, load_reasons(args.reasons), head.stdout.strip())
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report, encoding="utf-8")
     killed, counted = score(mutants)
