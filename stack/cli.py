@@ -105,3 +105,7 @@ def _print_status(stack: LocalStack, registry: LocalSchemaRegistry) -> StackStat
     if pid:
         print(f"registry {registry.url:<28} {'healthy' if registry.answers() else 'DOWN':<8} local, pid {pid}")
     return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
