@@ -26,12 +26,14 @@ from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 
-ASSIGNED = re.compile(r"assigned ((?:[^\s,]+\[\d+\](?:, )?)+)$", re.MULTILINE)
+# The rebalance log lines end with what the scorer owns afterwards: "assigned ...; now own ...",
+# "revoked ...; keeping ..." and "lost ...; keeping ...".
+OWNED = re.compile(r"(?:now own|keeping) ((?:[^\s,]+\[\d+\](?:, )?)+|nothing)$", re.MULTILINE)
 
 
 def last_assignment(proc: ScorerProcess) -> set[int]:
-    """Partitions named by the scorer's most recent ``assigned ...`` log line (empty if none yet)."""
-    found = ASSIGNED.findall(proc.log())
+    """Partitions the scorer owns after its most recent rebalance log line (empty if none yet)."""
+    found = OWNED.findall(proc.log())
     return {int(p) for p in re.findall(r"\[(\d+)\]", found[-1])} if found else set()
 
 
