@@ -139,6 +139,24 @@ class EvaluationSettings:
 
 
 @dataclass(frozen=True)
+class CanarySettings:
+    """The canary (scorers) and its promotion gate (housing-evaluate decides): README "Canary"."""
+
+    alias: str = "challenger"
+    fraction: float = 0.0
+    auto_promote: bool = False
+    dry_run: bool = False
+    min_matched: int = 2000
+    min_minutes: float = 10.0
+    promote_margin: float = 0.02
+    rollback_margin: float = 0.02
+    max_error_rate: float = 0.01
+    max_non_finite: int = 0
+    max_drift_psi: float = 0.25
+    decide_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class AdminSettings:
     enabled: bool
     host: str
@@ -183,6 +201,7 @@ class Settings:
     scorer: ScorerSettings
     admin: AdminSettings
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    canary: CanarySettings = field(default_factory=CanarySettings)
     schema_registry_url: str | None = None
     log_level: str = "INFO"
     sources: dict[str, str] = field(default_factory=dict, compare=False)
@@ -342,6 +361,7 @@ def _build(values: Mapping[str, Any], sources: dict[str, str]) -> Settings:
         scorer=ScorerSettings(**scorer),
         admin=AdminSettings(**section("admin")),
         evaluation=EvaluationSettings(**section("evaluation")),
+        canary=CanarySettings(**section("canary")),
         schema_registry_url=values["schema_registry_url"],
         log_level=values["log_level"],
         sources=sources,

@@ -112,6 +112,13 @@ def _at_least(minimum: int, parse: Callable[[Any], Any]) -> Callable[[Any], Any]
     return checked
 
 
+def _fraction(raw: Any) -> float:
+    value = _parse_float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("expected a share 0..1")
+    return value
+
+
 def _port(raw: Any) -> int:
     value = _parse_int(raw)
     if not 0 < value < 65536:
@@ -344,6 +351,45 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("evaluation.port", 5003, _port,
                 "EVALUATOR_PORT", "evaluation.port", "--evaluator-port",
                 "port of the evaluator's /metrics, /health and /performance"),
+    # Canary and its promotion gate (README "Canary").
+    SettingSpec("canary.alias", "challenger", _parse_str,
+                "CANARY_ALIAS", "canary.alias", "--canary-alias",
+                "alias of the canary: the version that serves a share of the keys instead of the champion"),
+    SettingSpec("canary.fraction", 0.0, _fraction,
+                "CANARY_FRACTION", "canary.fraction", "--canary-fraction",
+                "share of record keys (by key hash) the canary scores, 0..1 (0: off); PUT /api/canary sets it for "
+                "the fleet (a registry tag that then wins)"),
+    SettingSpec("canary.auto_promote", False, parse_bool,
+                "AUTO_PROMOTE", "canary.auto_promote", "--auto-promote",
+                "housing-evaluate decides: promote or roll back the canary by the gate below"),
+    SettingSpec("canary.dry_run", False, parse_bool,
+                "CANARY_DRY_RUN", "canary.dry_run", "--canary-dry-run",
+                "housing-evaluate logs the decision the gate would take and takes none"),
+    SettingSpec("canary.min_matched", 2000, _positive(_parse_int),
+                "CANARY_MIN_MATCHED", "canary.min_matched", None,
+                "matched outcomes the canary (and the champion) need in the window before the gate decides"),
+    SettingSpec("canary.min_minutes", 10.0, _non_negative(_parse_float),
+                "CANARY_MIN_MINUTES", "canary.min_minutes", None,
+                "minutes since the canary's first matched pair before the gate decides"),
+    SettingSpec("canary.promote_margin", 0.02, _non_negative(_parse_float),
+                "CANARY_PROMOTE_MARGIN", "canary.promote_margin", None,
+                "promote when the canary's window RMSE is below the champion's by this share (0.02: 2 %)"),
+    SettingSpec("canary.rollback_margin", 0.02, _non_negative(_parse_float),
+                "CANARY_ROLLBACK_MARGIN", "canary.rollback_margin", None,
+                "roll back when the canary's window RMSE is above the champion's by this share"),
+    SettingSpec("canary.max_error_rate", 0.01, _fraction,
+                "CANARY_MAX_ERROR_RATE", "canary.max_error_rate", None,
+                "roll back when this share of the canary's records fail (predict_failed, non_finite_prediction)"),
+    SettingSpec("canary.max_non_finite", 0, _non_negative(_parse_int),
+                "CANARY_MAX_NON_FINITE", "canary.max_non_finite", None,
+                "roll back when the canary predicted more non-finite values than this"),
+    SettingSpec("canary.max_drift_psi", 0.25, _positive(_parse_float),
+                "CANARY_MAX_DRIFT_PSI", "canary.max_drift_psi", None,
+                "roll back when the population stability index of the canary's predictions against the "
+                "champion's (same window) exceeds this"),
+    SettingSpec("canary.decide_seconds", 30.0, _positive(_parse_float),
+                "CANARY_DECIDE_SECONDS", "canary.decide_seconds", None,
+                "seconds between two evaluations of the gate by housing-evaluate"),
     SettingSpec("log_level", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR", upper=True),
                 "LOG_LEVEL", "log_level", "--log-level", "DEBUG, INFO, WARNING, ERROR"),
 )

@@ -32,12 +32,14 @@ from consumer.kafka.loop import ScoringLoop
 from consumer.kafka.preflight import check_kafka_topics
 from consumer.kafka.status import StatusHeartbeat, StatusPublisher
 from consumer.kafka.topic_reader import control_start_offsets
+from consumer.models.canary import CanaryWorker
 from consumer.models.loader import ModelLoader, load_startup_model
 from consumer.models.poller import RegistryPoller
 from consumer.models.reloader import Reloader
 from consumer.monitoring.hooks import build_monitoring_hooks
 from consumer.monitoring.shadow import ShadowMonitor
 from consumer.state import ReloadResult, ScorerState
+from schemas.control import ModelUpdateEvent
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ class ScorerService:
         """Hot reload: ``service.reloader.request(...)`` (admin API); set by ``start()``."""
         self.listener: ControlListener | None = None
         self.poller: RegistryPoller | None = None
+        self.canary: CanaryWorker | None = None
 
     # --- start / stop --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -133,7 +136,13 @@ class ScorerService:
                     self.reloader.refresh_shadow(source="start-up").result(timeout=60)
                 except TimeoutError:
                     logger.warning("shadow model still loading after 60 s; scoring starts without it")
-        self.listener = ControlListener(settings, self.reloader.on_event, start_offsets=control_offsets).start()
+        on_event: Callable[[ModelUpdateEvent], object] = self.reloader.on_event
+        if loader is not None:  # the canary follows the registry like the champion (consumer/models/canary.py)
+            self.canary = CanaryWorker(settings, self.state, loader).start()
+            self.components.append(self.canary)
+            self.state.workers.append(self.canary)
+            on_event = _both(self.reloader.on_event, self.canary.on_event)
+        self.listener = ControlListener(settings, on_event, start_offsets=control_offsets).start()
         self.components.append(self.listener)
         self.state.workers.append(self.listener)
         if settings.mlflow.enabled:
@@ -258,6 +267,17 @@ def _final_status(state: ScorerState) -> dict[str, Any] | None:
     return {"model_version": current.version if current else None,
             "model_name": current.name if current else None,
             "detail": f"stopped after a fatal error: {state.fatal_error}"}
+
+
+def _both(first: Callable[[ModelUpdateEvent], object],
+          second: Callable[[ModelUpdateEvent], object]) -> Callable[[ModelUpdateEvent], object]:
+    """One control-listener callback that hands each event to the reloader, then to the canary worker."""
+    def handle(event: ModelUpdateEvent) -> object:
+        try:
+            return first(event)
+        finally:
+            second(event)
+    return handle
 
 
 def loader_for(settings: Settings) -> ModelLoader:

@@ -67,6 +67,30 @@ class ShadowLoad:
     serving: str | None
 
 
+@dataclass(frozen=True)
+class CanaryRoute:
+    """What the scoring thread needs for the canary, swapped as a whole: the handle and its share of keys."""
+
+    handle: ModelHandle
+    fraction: float
+
+
+@dataclass(frozen=True)
+class CanaryView:
+    """The canary as the fleet set it and as this instance serves it (/api/canary, /api/model/info)."""
+
+    alias: str
+    fraction: float
+    """The share of keys configured (CANARY_FRACTION, or the registry tag PUT /api/canary wrote)."""
+    version: str | None = None
+    """The version serving as canary here (None: none: off, the alias missing, rejected or not loadable)."""
+    detail: str = ""
+    """Why this instance serves no canary, or what it serves."""
+    rejected: tuple[str, ...] = ()
+    """Versions a gate rolled back: never canaried again while the alias names them."""
+    at: float = field(default_factory=time.time)
+
+
 class ModelHolder:
     """The current model handle, the one before it (for rollback), and the shadow model if any."""
 
@@ -75,6 +99,7 @@ class ModelHolder:
         self._current = initial
         self._previous: ModelHandle | None = None
         self._shadow: ModelHandle | None = None
+        self._canary: CanaryRoute | None = None
         self._history: deque[ModelHandle] = deque(maxlen=10)
 
     @property
@@ -101,6 +126,14 @@ class ModelHolder:
 
     def set_shadow(self, handle: ModelHandle | None) -> None:
         self._shadow = handle
+
+    @property
+    def canary(self) -> CanaryRoute | None:
+        """The canary and its share, or None: the champion scores every key."""
+        return self._canary  # one reference read: atomic
+
+    def set_canary(self, route: CanaryRoute | None) -> None:
+        self._canary = route
 
     def history(self) -> list[ModelHandle]:
         with self._lock:
@@ -135,6 +168,7 @@ class ScorerState:
         """The last champion load that failed for the version itself (not an unreachable registry)."""
         self.shadow_load: ShadowLoad | None = None
         self.shadow_mean_abs_difference: float | None = None
+        self.canary_view = CanaryView(settings.canary.alias, settings.canary.fraction, detail="not resolved yet")
         self.workers: list[Worker] = []
         """The background threads (reloader, registry poll, control listener, monitors): /health names a dead one."""
         if model is not None:

@@ -320,9 +320,12 @@ class ScoringLoop:
         if handle is None:  # cannot happen after start-up; rewinding keeps the records for later
             rewind(consumer, batch)
             return
+        canary = self.state.models.canary  # read once: the batch is routed by one canary and one share
         try:
             result = score_batch(batch, handle, decoder=self.decoder, encoder=self.encoder,
                                  shadow=self.state.models.shadow if self.settings.scorer.shadow_enabled else None,
+                                 canary=canary.handle if canary is not None else None,
+                                 canary_fraction=canary.fraction if canary is not None else 0.0,
                                  max_output_bytes=self._max_output_bytes, refused=self._refused.positions())
         except RegistryUnavailableError as exc:
             # Not the records' fault: nothing is produced or committed; the batch comes again after a backoff.

@@ -116,7 +116,12 @@ class Reloader(Worker):
                                          slot="shadow"))
 
     def on_event(self, event: ModelUpdateEvent) -> Future[ReloadResult]:
-        """ControlListener callback: one ModelUpdateEvent -> one request."""
+        """ControlListener callback: one ModelUpdateEvent -> one request (a canary event is the canary worker's)."""
+        if event.type == "canary":
+            done: Future[ReloadResult] = Future()
+            done.set_result(ReloadResult("ignored", event.version, "a canary event: the canary worker's",
+                                         event.event_id))
+            return done
         return self.request(version=event.version, alias=event.alias, stage=event.stage, event_id=event.event_id,
                             kind=event.type, source=event.source or "event", model_uri=event.model_uri)
 
