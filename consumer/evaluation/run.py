@@ -23,6 +23,7 @@ from typing import Any
 
 from config.settings import Settings
 from consumer.evaluation.checkpoint import Checkpoint, CheckpointError, Resume
+from consumer.evaluation.decider import CanaryDecider, state_key
 from consumer.evaluation.http import EvaluatorHttp
 from consumer.evaluation.join import Joiner, ObservedOutcome, ScoredPrediction
 from consumer.evaluation.metrics import EvaluatorMetrics
@@ -89,6 +90,9 @@ class Evaluator:
             self._mlflow = LiveMetricsLogger(settings.mlflow.tracking_uri, settings.model.name)
         self._http: EvaluatorHttp | None = None
         self._resume = Resume(None)
+        self.decider: CanaryDecider | None = None
+        if settings.mlflow.enabled and (settings.canary.auto_promote or settings.canary.dry_run):
+            self.decider = CanaryDecider(settings, lambda: _registry_client(settings))
 
     # --- start ---------------------------------------------------------------------------------------------
 
@@ -100,6 +104,8 @@ class Evaluator:
         evaluation = self.settings.evaluation
         values = latest_values(self.settings, self.settings.topics.evaluator_checkpoints, timeout=60.0,
                                purpose="evaluator-resume")
+        if self.decider is not None:  # the canary decisions taken, kept beside the checkpoint
+            self.decider.restore(values.get(state_key(evaluation.evaluator_id)))
         raw = values.get(evaluation.evaluator_id)
         if raw is None:
             logger.info("no checkpoint for evaluator %s: starting at the %s offsets", evaluation.evaluator_id,
@@ -277,7 +283,11 @@ class Evaluator:
         snapshot = build_snapshot(self.joiner, evaluator_id=checkpoint.evaluator_id, at_ms=checkpoint.written_at,
                                   dead_lettered=self.dead_lettered, bad_predictions=self.bad_predictions)
         encoded = checkpoint.encode()
+        for topic, key, value in self.decider.outputs(snapshot) if self.decider is not None else ():
+            self.writer.produce(topic, key, value)
         self.writer.commit(encoded, json.dumps(snapshot, separators=(",", ":")).encode())
+        if self.decider is not None:
+            self.decider.committed()
         self.snapshot = snapshot
         self.metrics.checkpoints.inc()
         lag = {reader.topic: reader.lag() for reader in self.readers.values()}
@@ -299,3 +309,11 @@ class Evaluator:
             reader.close()
         if hasattr(self, "writer"):
             self.writer.close()
+
+
+def _registry_client(settings: Settings) -> Any:
+    """The decider's MLflow client (made on first use, on the evaluator's thread)."""
+    from mlflow.tracking import MlflowClient  # deferred: only an evaluator that decides talks to the registry
+
+    uri = settings.mlflow.tracking_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -186,6 +186,10 @@ class EvaluationWriter:
             (HEADER_DLQ_SOURCE_OFFSET, str(source_offset).encode())]
         self._produce(topics.outcomes_dead_letter, value, key, headers)
 
+    def produce(self, topic: str, key: bytes, value: bytes) -> None:
+        """One more message inside the open transaction (the canary decider's state and announcements)."""
+        self._produce(topic, value, key)
+
     def _produce(self, topic: str, value: bytes | None, key: bytes | None,
                  headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
         while True:
