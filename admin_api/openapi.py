@@ -132,6 +132,20 @@ PATHS: dict[str, Any] = {
         extra={"400": error_answer("Unknown role"), "404": error_answer("No snapshot of that evaluator"),
                "503": error_answer("Kafka unreachable, or no evaluator has published yet")}),
         "parameters": _PERFORMANCE_PARAMS}},
+    "/api/canary": {
+        "get": _read("The fleet's canary (alias, share of keys) and the version this instance serves as canary",
+                     json_answer(schema_ref("Canary"), "Canary"),
+                     extra={"502": _UPSTREAM, "503": _MLFLOW_DOWN}),
+        "put": _write("Set the fleet's canary share of keys and/or alias (registry tags), then announce it",
+                      {"200": json_answer(schema_ref("CanarySet"), "Set"), "502": _UPSTREAM, "503": _MLFLOW_DOWN},
+                      schema_ref("CanaryRequest")),
+    },
+    "/api/canary/decide": {"post": _write(
+        "Run the promotion gate on the latest live accuracy: a dry run, or apply its promote / rollback",
+        {"200": json_answer(schema_ref("CanaryDecision"), "The gate's decision (applied or not)"),
+         "409": error_answer("No canary (the alias is missing or names the champion)"),
+         "502": _UPSTREAM, "503": error_answer("MLflow or Kafka unreachable, or no evaluator snapshot yet")},
+        schema_ref("DecideRequest"), body_required=False)},
     "/api/mlflow/models": {"get": _read("Registered models", json_answer(schema_ref("RegisteredModels"), "Models"),
                                         extra={"502": _UPSTREAM, "503": _MLFLOW_DOWN})},
     "/api/mlflow/models/{name}": {"get": {

@@ -104,10 +104,12 @@ MODEL_UPDATE_EVENT = {
     "type": "object",
     "required": ["event_id", "type", "model_name", "issued_at", "source"],
     "properties": {
-        "event_id": {"type": "string"}, "type": {"type": "string", "enum": ["promoted", "reload", "rollback"]},
+        "event_id": {"type": "string"},
+        "type": {"type": "string", "enum": ["promoted", "reload", "rollback", "canary"]},
         "model_name": {"type": "string"}, "version": NULLABLE_STRING, "alias": NULLABLE_STRING,
         "stage": NULLABLE_STRING, "model_uri": NULLABLE_STRING, "issued_at": {"type": "integer"},
-        "source": {"type": "string"},
+        "source": {"type": "string"}, "canary_fraction": NULLABLE_NUMBER, "decision": NULLABLE_STRING,
+        "evidence": NULLABLE_STRING,
     },
 }
 _EVENT_PROPERTIES: dict[str, Any] = MODEL_UPDATE_EVENT["properties"]  # type: ignore[assignment]
@@ -142,6 +144,56 @@ PREDICTION_META = {
     "processing_time_ms": {"type": "number"}, "mlflow_logged": {"type": "boolean"},
 }
 _META_REQUIRED = ["model_version", "model_name", "timestamp", "processing_time_ms", "mlflow_logged"]
+
+_GATE_DECISION = {
+    "type": "object",
+    "required": ["action", "reason", "canary_version", "champion_version", "canary_count", "champion_count"],
+    "properties": {
+        "action": {"type": "string", "enum": ["promote", "rollback", "wait"]}, "reason": {"type": "string"},
+        "canary_version": {"type": "string"}, "champion_version": {"type": "string"},
+        "canary_rmse": NULLABLE_NUMBER, "champion_rmse": NULLABLE_NUMBER,
+        "canary_count": {"type": "integer"}, "champion_count": {"type": "integer"},
+        "relative_difference": NULLABLE_NUMBER, "confidence": NULLABLE_NUMBER, "canary_minutes": {"type": "number"},
+        "window_start": {"type": "integer", "nullable": True}, "watermark": {"type": "integer"},
+        "error_rate": NULLABLE_NUMBER, "non_finite": {"type": "integer", "nullable": True},
+        "drift_psi": NULLABLE_NUMBER,
+    },
+}
+CANARY_SCHEMAS: dict[str, Any] = {
+    "Canary": {
+        "type": "object", "required": ["alias", "fraction", "serving", "auto_promote", "dry_run", "policy"],
+        "properties": {
+            "alias": {"type": "string"}, "fraction": {"type": "number", "minimum": 0, "maximum": 1},
+            "serving": {"type": "object", "required": ["version", "fraction", "alias", "detail", "rejected"],
+                        "properties": {"version": NULLABLE_STRING, "fraction": {"type": "number"},
+                                       "alias": {"type": "string"}, "detail": {"type": "string"},
+                                       "rejected": {"type": "array", "items": {"type": "string"}},
+                                       "at": {"type": "number"}}},
+            "auto_promote": {"type": "boolean"}, "dry_run": {"type": "boolean"},
+            "policy": {"type": "object", "additionalProperties": {"type": "number"}},
+        },
+    },
+    "CanaryRequest": {
+        "type": "object", "additionalProperties": False, "minProperties": 1,
+        "properties": {"fraction": {"type": "number", "minimum": 0, "maximum": 1}, "alias": ALIAS},
+    },
+    "CanarySet": {
+        "type": "object", "required": ["alias", "fraction", "announced"],
+        "properties": {"alias": {"type": "string"}, "fraction": {"type": "number"},
+                       "announced": {"type": "boolean"}, "event": {**MODEL_UPDATE_EVENT, "nullable": True},
+                       "announce_error": {"type": "string"}},
+    },
+    "DecideRequest": {"type": "object", "additionalProperties": False,
+                      "properties": {"apply": {"type": "boolean", "description": "false (default): a dry run"}}},
+    "CanaryDecision": {
+        "type": "object", "required": ["decision", "applied", "dry_run"],
+        "properties": {"decision": _GATE_DECISION, "applied": {"type": "boolean"}, "dry_run": {"type": "boolean"},
+                       "registry": {"type": "array", "items": {"type": "string"}},
+                       "announced": {"type": "boolean"}, "event": {**MODEL_UPDATE_EVENT, "nullable": True},
+                       "announce_error": {"type": "string"}},
+    },
+}
+"""GET/PUT /api/canary and POST /api/canary/decide (admin_api.views.canary)."""
 
 COMPONENTS: dict[str, Any] = {
     "securitySchemes": {
@@ -332,6 +384,7 @@ COMPONENTS: dict[str, Any] = {
             },
         },
         "Performance": PERFORMANCE,
+        **CANARY_SCHEMAS,
         "Drift": {
             "type": "object",
             "required": ["enabled", "status", "window_size", "threshold", "psi", "alerts", "computed_at"],

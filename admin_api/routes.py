@@ -8,7 +8,7 @@ from aiohttp import web
 
 from admin_api.audit import audited, setup_audit
 from admin_api.guards import setup_guards
-from admin_api.views import control, model, performance, predict, probes
+from admin_api.views import canary, control, model, performance, predict, probes
 from admin_api.views import registry as registry_views
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,9 @@ def setup_routes(app: web.Application) -> None:
     router.add_get("/api/model/drift", model.model_drift, name="model_drift")
     router.add_get("/api/model/history", model.model_history, name="model_history")
     router.add_get("/api/model/performance", performance.model_performance, name="model_performance")
+    router.add_get("/api/canary", canary.get_canary, name="canary")
+    router.add_put("/api/canary", audited("canary.set")(canary.put_canary), name="canary_set")
+    router.add_post("/api/canary/decide", audited("canary.decide")(canary.decide_canary), name="canary_decide")
     router.add_get("/api/mlflow/models", registry_views.mlflow_models, name="mlflow_models")
     router.add_get("/api/mlflow/models/{name}", registry_views.mlflow_model, name="mlflow_model")
     router.add_post("/api/mlflow/models/{name}/transition",

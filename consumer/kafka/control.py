@@ -59,7 +59,9 @@ class ModelUpdatePublisher:
         self._lock = threading.Lock()
 
     def publish(self, *, type: str, model_name: str, version: str | None = None, alias: str | None = None,
-                stage: str | None = None, model_uri: str | None = None, source: str) -> ModelUpdateEvent:
+                stage: str | None = None, model_uri: str | None = None, source: str,
+                canary_fraction: float | None = None, decision: str | None = None,
+                evidence: str | None = None) -> ModelUpdateEvent:
         """Announce a model change to every scorer; returns the event as published.
 
         :param type: ``promoted`` (an alias/stage now points at ``version``), ``reload`` (resolve again) or
@@ -69,7 +71,8 @@ class ModelUpdatePublisher:
         :raises ValueError: unknown type.
         """
         event = ModelUpdateEvent.new(type=type, model_name=model_name, version=version, alias=alias, stage=stage,
-                                     model_uri=model_uri, source=source)
+                                     model_uri=model_uri, source=source, canary_fraction=canary_fraction,
+                                     decision=decision, evidence=evidence)
         self.publish_event(event)
         logger.info("published %s event %s for %s v%s (@%s) to %s", type, event.event_id, model_name, version,
                     alias, self.settings.topics.model_updates)
