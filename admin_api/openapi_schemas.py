@@ -85,6 +85,9 @@ MODEL_METADATA = {
         "flavour": {"type": "string", "description": "MLflow flavour the version was logged with (sklearn, "
                     "lightgbm, python_function, ...)"},
         "predict_path": {"type": "string", "enum": ["numpy fast path", "dataframe"]},
+        "tree_walk": {**NULLABLE_STRING, "description": "a tree ensemble's walk: 'compiled (tl2cgen)' or "
+                      "'per-tree (scikit-learn)' with why (compiling, a missing compiler, a failed check); null "
+                      "for other models"},
         "input_columns": {"type": "array", "items": {"type": "string"},
                           "description": "the record columns the model is given (its signature's)"},
         "signature": {"type": "object", "nullable": True},

@@ -121,6 +121,9 @@ class ScorerSettings:
     dlq_max_value_bytes: int
     heartbeat_seconds: float = 30.0
     """Seconds between two heartbeats of this instance's status (``consumer.kafka.status.StatusHeartbeat``)."""
+    compiled_trees: bool = True
+    """Predict tree ensembles with compiled code once checked (``consumer.core.compiled_trees``)."""
+    compiled_trees_cache: str = "~/.cache/housing-stream-scorer/compiled-trees"
 
 
 @dataclass(frozen=True)

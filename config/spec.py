@@ -276,6 +276,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "a batch gathers records until this long after the previous batch was cut (0: take what has arrived)"),
     SettingSpec("scorer.model_threads", 1, _positive(_parse_int),
                 "MODEL_THREADS", "scorer.model_threads", "--model-threads", "OpenMP/BLAS threads for the model"),
+    SettingSpec("scorer.compiled_trees", True, parse_bool,
+                "MODEL_COMPILED_TREES", "scorer.compiled_trees", "--compiled-trees",
+                "predict a HistGradientBoosting model's trees as compiled code (TL2cgen + the C compiler) once it "
+                "matched the model on check rows"),
+    SettingSpec("scorer.compiled_trees_cache", "~/.cache/housing-stream-scorer/compiled-trees", _parse_str,
+                "MODEL_COMPILED_TREES_CACHE", "scorer.compiled_trees_cache", None,
+                "directory of the compiled tree libraries, one per model content"),
     SettingSpec("scorer.shadow_enabled", False, parse_bool,
                 "SHADOW_SCORING", "scorer.shadow_enabled", "--shadow",
                 "also score with the shadow alias (shadow_prediction)"),

@@ -48,9 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # deferred: the scorer's modules pull in MLflow, scikit-learn and pandas (seconds); --help, --show-config
     # and a bad setting answer without them.
+    from consumer.core import compiled_trees
     from consumer.errors import ModelUnavailable, ScorerFatalError
     from consumer.service import ScorerService
 
+    compiled_trees.configure(enabled=settings.scorer.compiled_trees, cache_dir=settings.scorer.compiled_trees_cache)
     service = ScorerService(settings)
     try:
         service.start()

@@ -34,15 +34,20 @@ Predictor = Callable[[Features], np.ndarray]
 Block = Callable[[Features], np.ndarray]
 
 
-def verified_predictor(model: Any, input_example: Any = None, plan: InputPlan = DEFAULT_PLAN) -> Predictor | None:
+def verified_predictor(model: Any, input_example: Any = None, plan: InputPlan = DEFAULT_PLAN, *,
+                       trees: Callable[[np.ndarray], np.ndarray] | None = None,
+                       rtol: float = 1e-12) -> Predictor | None:
     """The numpy predictor for ``model``, if it has a known shape and matches ``model.predict`` exactly
-    (relative 1e-12) on the check rows, given as a frame and as columns; else None. Never raises.
+    (relative ``rtol``, 1e-12 by default) on the check rows, given as a frame and as columns; else None. Never
+    raises.
 
     :param plan: the columns (and dtypes) the model's signature takes: the frame ``model.predict`` is checked
         on has exactly these, so a fast path cannot read a column the model is not given.
+    :param trees: predicts the pipeline's estimator on the preprocessed matrix instead of the per-tree walk
+        (consumer/core/compiled_trees.py), held to the same check.
     """
     try:
-        fast = compile_predictor(model, plan)
+        fast = compile_predictor(model, plan, trees=trees)
         if fast is None:
             return None
         for frame in check_frames(input_example):
@@ -50,7 +55,7 @@ def verified_predictor(model: Any, input_example: Any = None, plan: InputPlan = 
                                   dtype=np.float64).reshape(-1)
             columns = {name: frame[name].to_numpy() for name in frame.columns}
             for got in (fast(frame), fast(columns)):
-                if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-12, atol=0.0):
+                if got.shape != expected.shape or not np.allclose(got, expected, rtol=rtol, atol=0.0):
                     logger.warning("numpy fast path disagrees with the model on its check rows: not used")
                     return None
         return fast
@@ -85,10 +90,11 @@ def complete_example(example: pd.DataFrame) -> pd.DataFrame:
                             else np.asarray(data[name], dtype=np.float64)) for name in FEATURE_COLUMNS})
 
 
-def compile_predictor(model: Any, plan: InputPlan = DEFAULT_PLAN) -> Predictor | None:
+def compile_predictor(model: Any, plan: InputPlan = DEFAULT_PLAN, *,
+                      trees: Callable[[np.ndarray], np.ndarray] | None = None) -> Predictor | None:
     """A numpy function doing what ``model.predict`` does on the plan's frame (given as the batch's frame or its
     columns), or None if ``model`` is neither Pipeline([ColumnTransformer of known steps, estimator]) nor a
-    LightGBM model taking numeric columns."""
+    LightGBM model taking numeric columns. ``trees``, if given, predicts the pipeline's estimator."""
     booster = lightgbm_predictor(model, plan)
     if booster is not None:
         return booster
@@ -115,7 +121,7 @@ def compile_predictor(model: Any, plan: InputPlan = DEFAULT_PLAN) -> Predictor |
         blocks.append(block)
     if not blocks:
         return None
-    predict = tree_sum_predictor(estimator) or booster_predictor(estimator) or estimator.predict
+    predict = trees or tree_sum_predictor(estimator) or booster_predictor(estimator) or estimator.predict
 
     def fast_predict(batch: Features) -> np.ndarray:
         features = np.hstack([block(batch) for block in blocks]) if len(blocks) > 1 else blocks[0](batch)

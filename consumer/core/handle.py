@@ -7,6 +7,8 @@ This module imports no MLflow: loading lives in consumer/models/loader.py.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,12 +17,17 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from consumer.core import compiled_trees
 from consumer.core.fastpath import verified_predictor
 from consumer.core.features import FeatureColumns, as_frame, model_frame
 from consumer.core.signature import DEFAULT_PLAN, InputPlan, Signature
 from schemas.versions import version_number
 
+logger = logging.getLogger(__name__)
+
 ModelSource = Literal["registry", "fallback", "memory"]
+COMPILED_TREES = "compiled (tl2cgen)"
+PER_TREE = "per-tree (scikit-learn)"
 PYFUNC = "python_function"
 """The flavour of a model MLflow knows only as a pyfunc (a custom ``mlflow.pyfunc.PythonModel``, and any flavour
 the scorer has no fast path for is served through its pyfunc)."""
@@ -83,10 +90,76 @@ class ModelHandle:
     _fast_predict: Callable[[Any], np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
     """Set once by ``__post_init__``: the verified numpy fast path, or None to call ``model.predict``."""
 
+    _tree_walk: str | None = field(default=None, init=False, repr=False, compare=False)
+    """How a tree ensemble's trees are walked (``COMPILED_TREES``, or ``PER_TREE`` and why), None for others."""
+    _compile_thread: threading.Thread | None = field(default=None, init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         # Where the model has the training pipeline's shape, a numpy path that predicts exactly what it does
         # without pandas per call (consumer/core/fastpath.py); checked here, once per loaded model.
-        object.__setattr__(self, "_fast_predict", verified_predictor(self.model, self.input_example, self.plan))
+        fast = verified_predictor(self.model, self.input_example, self.plan)
+        object.__setattr__(self, "_fast_predict", fast)
+        if fast is not None:
+            self._start_compiled_trees()
+
+    def _start_compiled_trees(self) -> None:
+        """Use the ensemble's compiled trees (consumer/core/compiled_trees.py) once they are built and checked:
+        at once from the cache, else after a background compile; the per-tree walk serves until then."""
+        try:
+            estimator = compiled_trees.tree_estimator(self.model)
+        except Exception:  # an odd model: it simply has no compiled trees
+            estimator = None
+        if estimator is None:
+            return
+        if not compiled_trees.enabled():
+            self._set_tree_walk(PER_TREE)
+            return
+        reason = compiled_trees.unavailable_reason()
+        if reason is not None:
+            self._set_tree_walk(f"{PER_TREE}: {reason}")
+            return
+        try:
+            library = compiled_trees.cached(estimator)
+        except Exception as exc:
+            self._set_tree_walk(f"{PER_TREE}: {type(exc).__name__} reading the model's trees")
+            return
+        if library is not None:
+            self._use_compiled_trees(library)
+            return
+        self._set_tree_walk(f"{PER_TREE}, compiling")
+        thread = compiled_trees.compile_in_background(
+            estimator, self._use_compiled_trees, lambda why: self._set_tree_walk(f"{PER_TREE}: {why}"))
+        object.__setattr__(self, "_compile_thread", thread)
+
+    def _use_compiled_trees(self, library: compiled_trees.CompiledTrees) -> None:
+        checked = verified_predictor(self.model, self.input_example, self.plan, trees=library.predict,
+                                     rtol=compiled_trees.RTOL)
+        if checked is None:
+            logger.warning("%s: the compiled trees disagree with the model on the check rows; the per-tree walk "
+                           "stays", self.label)
+            self._set_tree_walk(f"{PER_TREE}: compiled trees failed the check")
+            return
+        # one reference swap: a batch in flight finishes on the function it started with
+        object.__setattr__(self, "_fast_predict", checked)
+        self._set_tree_walk(COMPILED_TREES)
+        logger.info("%s: predicting with compiled trees (%s)", self.label, library.library.name)
+
+    def _set_tree_walk(self, walk: str) -> None:
+        object.__setattr__(self, "_tree_walk", walk)
+
+    @property
+    def tree_walk(self) -> str | None:
+        """``compiled (tl2cgen)``, ``per-tree (scikit-learn)`` (with why, or ``, compiling``), or None (not a
+        tree ensemble on the fast path)."""
+        return self._tree_walk
+
+    def wait_compiled(self, timeout: float) -> bool:
+        """Wait for a background compile to finish (True if none runs by then): tests and benchmarks."""
+        thread = self._compile_thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
 
     @property
     def fast_path(self) -> bool:
@@ -129,6 +202,7 @@ class ModelHandle:
             "load_seconds": round(self.load_seconds, 4),
             "flavour": self.flavour,
             "predict_path": self.predict_path,
+            "tree_walk": self.tree_walk,
             "input_columns": list(self.plan.columns),
             "signature": self.signature.describe() if self.signature is not None else None,
         }

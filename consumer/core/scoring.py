@@ -20,13 +20,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from consumer.core.features import FeatureColumns, row_count, take_rows, to_columns
+from consumer.core.batch_decode import decode_validate
+from consumer.core.features import FeatureColumns, row_count, take_rows
 from consumer.core.handle import ModelHandle
 from consumer.core.routing import ROLE_CANARY, ROLE_CHAMPION, canary_mask
 from schemas import clock, topics
 from schemas.codecs import PredictionEncoder, PredictionJsonWriter, RecordDecoder, WireFormat
-from schemas.errors import MAX_MESSAGE_CHARS, PREDICT, PRODUCE, SchemaError
-from schemas.validation import MAX_RECORD_ID_CHARS, validate_record
+from schemas.errors import MAX_MESSAGE_CHARS, PREDICT, PRODUCE
+from schemas.validation import MAX_RECORD_ID_CHARS
 
 logger = logging.getLogger(__name__)
 
@@ -254,21 +255,12 @@ def score_batch(
     :raises RegistryUnavailableError: the schema registry could not be asked; nothing should be
         committed for this batch.
     """
-    rejected: list[tuple[int, Rejected]] = []
-    valid: list[tuple[int, Incoming, dict[str, Any], WireFormat]] = []
-    for index, msg in enumerate(batch):
-        try:
-            fields, fmt, _ = decoder.decode(msg.value)
-            record = validate_record(fields)
-        except SchemaError as exc:
-            rejected.append((index, _reject(msg, exc.reason, exc.stage, exc.message)))
-            continue
-        valid.append((index, msg, record, fmt))
-
-    if not valid:
+    # decode + validate: column-wise for clean JSON, record by record for the rest (consumer/core/batch_decode.py)
+    valid, rejected, decoded_columns = decode_validate(batch, decoder, _reject)
+    if not valid or decoded_columns is None:
         return BatchResult([], [r for _, r in rejected], None, np.empty(0, dtype=np.float64))
 
-    columns = to_columns([record for _, _, record, _ in valid])
+    columns: FeatureColumns = decoded_columns
     outcomes: np.ndarray | list[float | Exception]
     # Canary routing: one key hash per record, one predict call per model for its share of the batch.
     on_canary = canary_mask([msg.key for _, msg, _, _ in valid], canary_fraction) if canary is not None else None

@@ -15,7 +15,7 @@ def test_describe_names_every_field() -> None:
     assert handle.describe() == {
         "name": "m", "version": "3", "alias": "champion", "stage": "Production", "model_uri": "models:/m/3",
         "run_id": "r1", "source": "registry", "loaded_at": 12.5, "load_seconds": 0.1235, "flavour": "sklearn",
-        "predict_path": "dataframe", "input_columns": list(FEATURE_COLUMNS), "signature": None,
+        "predict_path": "dataframe", "tree_walk": None, "input_columns": list(FEATURE_COLUMNS), "signature": None,
     }
     assert DEFAULT_PLAN.columns == FEATURE_COLUMNS
 
