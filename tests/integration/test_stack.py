@@ -75,6 +75,10 @@ def test_up_status_reuse_down(stack_env: dict[str, str]) -> None:
         "housing.records.dlq": 4,
         "housing.model-updates": 1,
         "housing.scorer-status": 1,
+        "housing.outcomes": 4,
+        "housing.outcomes.dlq": 4,
+        "housing.evaluation": 1,
+        "housing.evaluator-checkpoints": 1,
     }
 
     again = run_cli("up", env=stack_env)
