@@ -126,6 +126,14 @@ def _port(raw: Any) -> int:
     return value
 
 
+def _listen_port(raw: Any) -> int:
+    """A port to listen on: 0 asks the system for a free one (the process logs the one it got)."""
+    value = _parse_int(raw)
+    if not 0 <= value < 65536:
+        raise ValueError("expected a TCP port 1-65535, or 0 for any free port")
+    return value
+
+
 def _parse_api_keys(raw: Any) -> str | None:
     """``name1:key1,name2:key2``: checked here, kept as text (``AdminSettings.named_keys`` splits it)."""
     text = _parse_optional_str(raw)
@@ -301,7 +309,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("admin.enabled", True, parse_bool,
                 "ADMIN_API_ENABLED", "admin.enabled", None, "run the admin API in the scorer process"),
     SettingSpec("admin.host", "127.0.0.1", _parse_str, "HOST", "admin.host", "--host", "admin API bind address"),
-    SettingSpec("admin.port", 5001, _port, "PORT", "admin.port", "--port", "admin API port"),
+    SettingSpec("admin.port", 5001, _listen_port, "PORT", "admin.port", "--port",
+                "admin API port (0: any free port, logged as `admin API on ...`)"),
     SettingSpec("admin.api_key", None, _parse_optional_str,
                 "ADMIN_API_KEY", "admin.api_key", None, "key required by mutating endpoints (unset: they answer 403)"),
     SettingSpec("admin.api_keys", None, _parse_api_keys,

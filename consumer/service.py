@@ -253,8 +253,10 @@ class ScorerService:
                                       f"{self.settings.admin.port}: {exc.strerror} (set PORT or --port)")
             self._stopped.set()
             raise ScorerFatalError(self.state.fatal_error) from exc
+        # The bound port, not the setting: with PORT=0 the system picked it, and this line is how callers learn it.
+        bound = [address[1] for address in runner.addresses if isinstance(address, tuple)]
         logger.info("admin API on %s://%s:%d", "https" if self.settings.admin.tls_cert else "http",
-                    self.settings.admin.host, self.settings.admin.port)
+                    self.settings.admin.host, bound[0] if bound else self.settings.admin.port)
         return runner
 
 

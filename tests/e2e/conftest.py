@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 READY_PATTERN = re.compile(r"assigned (?!nothing)")
+ADMIN_LISTENING = re.compile(r"admin API on (https?://\S+)")
 """The scoring loop logs ``assigned <topic>[<p>], ...`` once it holds partitions: it is consuming."""
 
 
@@ -85,6 +86,18 @@ class ScorerProcess:
         ok = wait_for(lambda: not self.alive() or bool(READY_PATTERN.search(self.log())), timeout, 0.1)
         assert self.alive(), f"scorer {self.name} exited with {self.process.returncode}:\n{self.tail()}"
         assert ok, f"scorer {self.name} not consuming after {timeout:.0f}s:\n{self.tail()}"
+
+    def admin_url(self, timeout: float = 90.0) -> str:
+        """``http://host:port`` of its admin API, from its log (the scorer runs with PORT=0: the port it bound)."""
+        found: list[str] = []
+
+        def listening() -> bool:
+            assert self.alive(), f"scorer {self.name} exited with {self.process.returncode}:\n{self.tail()}"
+            found[:] = ADMIN_LISTENING.findall(self.log())
+            return bool(found)
+
+        assert wait_for(listening, timeout, 0.1), f"scorer {self.name}: no admin API in {timeout:.0f}s\n{self.tail()}"
+        return found[-1]
 
     def dump_threads(self) -> str:
         """SIGABRT with PYTHONFAULTHANDLER=1: every thread's stack goes to the log (and the process ends)."""

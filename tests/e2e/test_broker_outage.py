@@ -58,9 +58,9 @@ def frozen(broker: LocalKafka) -> Iterator[None]:
         os.killpg(group, signal.SIGCONT)
 
 
-def probe(settings: Settings, path: str) -> tuple[int, dict[str, Any]]:
-    """(status, JSON body) of a GET on the scorer's admin API; (0, {}) while it does not answer."""
-    url = f"http://{settings.admin.host}:{settings.admin.port}{path}"
+def probe(base: str, path: str) -> tuple[int, dict[str, Any]]:
+    """(status, JSON body) of a GET on the scorer's admin API at ``base``; (0, {}) while it does not answer."""
+    url = f"{base}{path}"
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, json.loads(response.read())
@@ -70,14 +70,14 @@ def probe(settings: Settings, path: str) -> tuple[int, dict[str, Any]]:
         return 0, {}
 
 
-def wait_probe(settings: Settings, proc: ScorerProcess, path: str, condition: Callable[[int, dict[str, Any]], bool],
+def wait_probe(base: str, proc: ScorerProcess, path: str, condition: Callable[[int, dict[str, Any]], bool],
                timeout: float, what: str) -> dict[str, Any]:
     last: tuple[int, dict[str, Any]] = (0, {})
 
     def check() -> bool:
         nonlocal last
         assert proc.alive(), f"scorer exited ({proc.process.returncode}):\n{proc.tail()}"
-        last = probe(settings, path)
+        last = probe(base, path)
         return condition(*last)
 
     assert wait_for(check, timeout, 0.5), f"{path} never showed {what} within {timeout:.0f}s: {last}\n{proc.tail()}"
@@ -123,13 +123,14 @@ def test_broker_frozen_longer_than_every_timeout_scorer_rides_it_out_and_scores_
         })
         settings = settings_factory(topics, **{**registered_model.settings_overrides(),
                                                "kafka.bootstrap_servers": bootstrap,
-                                               "scorer.group_id": f"group-{suffix}"})
+                                               "scorer.group_id": f"group-{suffix}", "admin.port": 0})
         group, records_topic = settings.scorer.group_id, topics["records"]
         backlog = BackgroundProducer(settings, BACKLOG, prefix="backlog", bad_every=50)
         records = BackgroundProducer(settings, COUNT, rate=RATE, prefix="stream", bad_every=50)
         backlog.run()
         scorer = scorer_process(settings, instance_id="outage", args=(),
                                 env={**SMALL_BATCHES, "ADMIN_API_ENABLED": "true"})
+        base = scorer.admin_url()
         records.start()
         committed_before = wait_committed(bootstrap, group, records_topic, 3, 3000, 60, [scorer])
         assert committed_before < BACKLOG, "the backlog was gone before the broker froze: no transaction in flight"
@@ -140,8 +141,8 @@ def test_broker_frozen_longer_than_every_timeout_scorer_rides_it_out_and_scores_
         def sample_or_exited() -> bool:
             if not scorer.alive():
                 return True
-            health_status, health = probe(settings, "/health")
-            samples.append((time.monotonic() - frozen_at, health_status, health, probe(settings, "/ready")[0]))
+            health_status, health = probe(base, "/health")
+            samples.append((time.monotonic() - frozen_at, health_status, health, probe(base, "/ready")[0]))
             return False
 
         with frozen(broker):
@@ -160,8 +161,8 @@ def test_broker_frozen_longer_than_every_timeout_scorer_rides_it_out_and_scores_
         assert scorer.alive(), (f"scorer exited with {scorer.process.returncode} "
                                 f"{time.monotonic() - thawed_at:.0f}s after the broker came back:\n{scorer.tail(60)}")
         assert done, f"not everything committed 300s after the broker came back:\n{scorer.tail(60)}"
-        wait_probe(settings, scorer, "/health", lambda _, body: not kafka_reasons(body), 60, "no Kafka reason")
-        wait_probe(settings, scorer, "/ready", lambda status, _: status == 200, 60, "ready again")
+        wait_probe(base, scorer, "/health", lambda _, body: not kafka_reasons(body), 60, "no Kafka reason")
+        wait_probe(base, scorer, "/ready", lambda status, _: status == 200, 60, "ready again")
 
         # While the broker was away: /health unhealthy, saying why; /ready 503 (and still so at the end).
         unhealthy = [h for _, status, h, _ in samples if status == 503 and kafka_reasons(h)]

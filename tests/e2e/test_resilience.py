@@ -134,7 +134,7 @@ def make_settings(kafka_bootstrap: str, stream_topics: dict[str, str], group_id:
             "kafka.bootstrap_servers": kafka_bootstrap, "mlflow.tracking_uri": tracking_uri,
             "model.name": model.model_name, "model.fallback_path": str(model.fallback_path),
             "scorer.group_id": group_id, "scorer.batch_max_wait_ms": 20,
-            "admin.port": free_port(), "admin.api_key": API_KEY,
+            "admin.port": 0, "admin.api_key": API_KEY,  # the scorer binds a free port and logs it
             **{f"topics.{key}": name for key, name in stream_topics.items()},
         }
         flat.update({k.replace("__", "."): v for k, v in overrides.items()})
@@ -148,7 +148,7 @@ class AdminClient:
     """The scorer subprocess's admin API over HTTP."""
 
     def __init__(self, settings: Settings, proc: ScorerProcess) -> None:
-        self.url = f"http://{settings.admin.host}:{settings.admin.port}"
+        self.url = proc.admin_url()
         self.proc = proc
 
     def call(self, method: str, path: str, body: Any = None, *, key: bool = True,

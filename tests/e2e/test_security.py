@@ -198,14 +198,14 @@ async def test_admin_api_serves_https_with_the_configured_certificate(tmp_path: 
     from consumer.state import ScorerState
 
     cert, key = self_signed(tmp_path)
-    port = free_port()
     settings = load_settings({"mlflow.enabled": False, "admin.tls_cert": str(cert), "admin.tls_key": str(key),
-                              "admin.port": port, "model.fallback_path": str(fallback_model)}, env={})
+                              "admin.port": 0, "model.fallback_path": str(fallback_model)}, env={})
     state = ScorerState(settings)
     state.on_model_loaded(load_fallback(fallback_model, "sasl_model"))
     runner = web.AppRunner(create_app(settings, state=state))
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context(settings)).start()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context(settings)).start()
+    (port,) = {address[1] for address in runner.addresses}  # bound by the server itself: no free_port() race
     try:
         def get(url: str, context: ssl.SSLContext | None) -> tuple[int, Any]:
             with urllib.request.urlopen(url, timeout=10, context=context) as response:  # noqa: S310

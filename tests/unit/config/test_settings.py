@@ -133,6 +133,12 @@ def test_empty_section_is_not_an_unknown_key(tmp_path: Path) -> None:
     assert load_settings(env={}, config_path=path).scorer.group_id == "g"
 
 
+def test_admin_port_zero_asks_for_any_free_port_and_a_negative_one_is_refused() -> None:
+    assert load_settings(env={"PORT": "0"}, config_path=None).admin.port == 0
+    with pytest.raises(SettingsError, match="PORT"):
+        load_settings(env={"PORT": "-1"}, config_path=None)
+
+
 def test_missing_named_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="does not exist"):
         load_settings(env={"HOUSING_CONFIG": str(tmp_path / "nope.yaml")})
