@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from consumer.core.batch_decode import decode_validate
 from consumer.core.handle import ModelHandle
 from consumer.core.scoring import Incoming, score_batch
 from producer.records import csv_records, with_ids
@@ -71,8 +72,12 @@ def run(handle: ModelHandle, *, batch: int = 500, repeats: int = 40) -> dict[str
             fields, _, _ = decoder.decode(message.value)
             validate_record(fields)
 
+    def batch_decode_validate() -> None:  # what score_batch runs: orjson + column-wise checks
+        decode_validate(incoming, decoder, lambda msg, reason, stage, text: (reason, stage, text))
+
     per = _interleaved_us_per_record({"predict_only": lambda: model.predict(frame), "minimal_loop_work": minimal,
-                                      "score_batch": product, "decode_validate_only": decode_validate_only},
+                                      "score_batch": product, "decode_validate_only": decode_validate_only,
+                                      "batch_decode_validate": batch_decode_validate},
                                      batch, repeats)
     # The pipeline's fixed cost per call (ColumnTransformer on pandas) is why larger batches pay.
     big = pd.concat([frame] * 4, ignore_index=True)

@@ -22,7 +22,7 @@ from config.runtime import configure_logging
 
 logger = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "latency", "rates", "reload", "rebalance", "evaluator", "flavours")
+SECTIONS = ("throughput", "latency", "rates", "reload", "rebalance", "evaluator", "flavours", "efficiency")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reloads", type=int, help="reloads in the reload benchmark (default 12)")
     parser.add_argument("--batch-max-records", type=int, help="BATCH_MAX_RECORDS (default: the product default)")
     parser.add_argument("--batch-max-wait-ms", type=int, help="BATCH_MAX_WAIT_MS (default: the product default)")
+    parser.add_argument("--efficiency-records", type=int,
+                        help="backlog of the efficiency section (default 800,000: >= 20 s per variant)")
+    parser.add_argument("--baseline-root", type=Path,
+                        help="efficiency: also run the scorers from this source tree (a git worktree of an older "
+                        "commit), interleaved with the current code")
     parser.add_argument("--log-level", default="WARNING")
     return parser
 
@@ -136,6 +141,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["quick"] = q
             document["flavours"] = result
             loads["after_flavours"] = load_average()
+            _write(json_path, document)
+        if "efficiency" in sections:
+            from bench import efficiency
+
+            result = efficiency.run(env, count=args.efficiency_records or (30_000 if q else 800_000),
+                                    batch_max_records=batch_max_records, batch_max_wait_ms=batch_max_wait_ms,
+                                    baseline_root=args.baseline_root)
+            result["quick"] = q
+            document["efficiency"] = result
+            loads["after_efficiency"] = load_average()
             _write(json_path, document)
         if "evaluator" in sections:
             from bench import evaluator

@@ -34,9 +34,12 @@ class ScorerProcess:
 
     def __init__(self, env: BenchEnv, topics: Topics, *, group_id: str, guarantee: str,
                  batch_max_records: int, batch_max_wait_ms: int, log_path: Path,
-                 alias: str = "champion", extra_env: dict[str, str] | None = None) -> None:
+                 alias: str = "champion", extra_env: dict[str, str] | None = None,
+                 root: Path = PROJECT_ROOT) -> None:
         assert env.model is not None
         self.log_path = log_path
+        self.root = root
+        """The source tree it runs from (another ``git worktree`` to compare an older commit)."""
         self.admin_api = admin_api_available()
         self.env_vars = {
             "KAFKA_BOOTSTRAP_SERVERS": env.bootstrap_servers,
@@ -70,7 +73,7 @@ class ScorerProcess:
     def start(self) -> ScorerProcess:
         argv = [sys.executable, "-m", "consumer"] + ([] if self.admin_api else ["--no-admin-api"])
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(argv, cwd=PROJECT_ROOT, env={**os.environ, **self.env_vars},
+        self.process = subprocess.Popen(argv, cwd=self.root, env={**os.environ, **self.env_vars},
                                         stdout=self._log, stderr=subprocess.STDOUT)
         self._sampler = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
         self._sampler.start()

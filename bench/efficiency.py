@@ -1,0 +1,373 @@
+"""Efficiency (issue 15): CPU per scored record of housing-scorer over a large backlog, against its limits.
+
+Every scorer variant drains the same pre-loaded backlog (its own consumer group, its own output topics), with
+every feature on (validation, dead letters, drift, metrics, prediction logging, admin API). CPU µs/record is
+the scorer process's user + system CPU from its first committed record to its last, over the records committed
+in between: the start-up (imports, model load, group join) is outside that window and reported on its own.
+Records/s is taken over the same window (committed offsets, sampled every 100 ms).
+
+The in-process limits, measured in the same run on the same records:
+- ``raw_kafka``: a subprocess doing only what Kafka costs, librdkafka through confluent-kafka: consume the same
+  messages in batches of ``BATCH_MAX_RECORDS`` and produce each value unchanged, in one transaction per batch
+  with the offsets (exactly-once) or plain (at-least-once); its own CPU per record, with lz4 and without
+  compression (the producing lever);
+- ``predict``: the model alone on the same records' feature columns in batches of ``BATCH_MAX_RECORDS``, in
+  this process, compiled trees and per-tree walk;
+- ``mlflow_serve``: ``mlflow models serve --env-manager local`` on the same version, 1,000 records per HTTP
+  request, one client; the exactly-once scorer's records/s over it is a target.
+
+With ``--baseline-root DIR`` (a ``git worktree`` of an older commit) the same scorers run from that tree too,
+interleaved with the current code, so old and new are compared on the same machine in the same minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+from tqdm import tqdm
+
+from bench.env import PROJECT_ROOT, BenchEnv, step
+from bench.io import preload, read_outputs
+from bench.scorer import ScorerProcess
+from stack.processes import free_port
+
+logger = logging.getLogger(__name__)
+
+TARGETS = {"eos_cpu_us_per_record": 10.0, "alo_cpu_us_per_record": 8.0, "eos_over_mlflow_serve": 1.5,
+           "peak_rss_mb": 300.0}
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per kind of thread: librdkafka's own (``rdk:*``) and the interpreter's (everything else)."""
+    totals: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = "librdkafka" if name.startswith("rdk:") else "python"
+        ticks = int(fields[11]) + int(fields[12])  # utime + stime
+        totals[kind] = totals.get(kind, 0.0) + ticks / os.sysconf("SC_CLK_TCK")
+    return totals
+
+
+PROFILE_STAGES = (
+    ("decode + validate", ("decode_validate",)),
+    ("predict", ("_predict_all", "_shadow_predictions")),
+    ("encode + outputs", ("score_batch",)),
+    ("produce + commit", ("commit.py", "producer.py", "delivery.py")),
+    ("consume + batching", ("loop.py",)),
+    ("hooks (drift, prediction log, metrics)", ("monitoring/", "metrics.py")),
+    ("admin API, control, status", ("admin_api/", "aiohttp", "control.py", "status.py")),
+)
+
+
+def summarize_profile(raw: str) -> dict[str, float]:
+    """py-spy's collapsed stacks → share of the interpreter's samples per stage (first stage a stack names)."""
+    shares: dict[str, float] = {}
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        stage = next((name for name, marks in PROFILE_STAGES if any(m in stack for m in marks)), "other")
+        shares[stage] = shares.get(stage, 0) + samples
+    return {stage: round(samples / total, 3) for stage, samples in sorted(shares.items(), key=lambda i: -i[1])} \
+        if total else {}
+
+
+def scorer_run(env: BenchEnv, in_topic: str, count: int, *, guarantee: str, tag: str, batch_max_records: int,
+               batch_max_wait_ms: int, root: Path = PROJECT_ROOT,
+               extra_env: dict[str, str] | None = None, profile: bool = False) -> dict[str, Any]:
+    """One scorer drains the backlog; its CPU per record over the steady window, start-up CPU, records/s, RSS."""
+    topics = env.fresh_topics(tag)
+    topics = type(topics)(in_topic, topics.predictions, topics.dead_letter, topics.model_updates,
+                          topics.scorer_status)
+    group_id = env.group_id(tag)
+    scorer = ScorerProcess(env, topics, group_id=group_id, guarantee=guarantee, batch_max_records=batch_max_records,
+                           batch_max_wait_ms=batch_max_wait_ms, log_path=env.scratch / f"{tag}.log",
+                           extra_env=extra_env, root=root).start()
+    process = psutil.Process(scorer.pid)
+    threads_first: dict[str, float] = {}
+    threads_last: dict[str, float] = {}
+    spy: subprocess.Popen[bytes] | None = None
+    first: tuple[int, float, float] | None = None
+    last: tuple[int, float, float] = (0, 0.0, 0.0)
+    bar = tqdm(total=count, desc=f"efficiency {tag}", unit="rec", leave=False, mininterval=0.5)
+    try:
+        done = 0
+        while done < count:
+            scorer.check_alive()
+            time.sleep(0.1)  # fine-grained: the CPU window starts and ends close to a commit
+            now = env.committed_total(group_id, in_topic)
+            if now > 0:
+                point = (now, _cpu_seconds(process), time.monotonic())
+                if first is None:
+                    first = point
+                    threads_first = _thread_cpu(scorer.pid)
+                    if profile:
+                        spy = _start_profile(scorer.pid, env.scratch / f"{tag}.pyspy")
+                if now < count:
+                    threads_last = _thread_cpu(scorer.pid)
+                last = point
+            bar.update(now - done)
+            done = now
+    finally:
+        bar.close()
+        if spy is not None:
+            spy.send_signal(2)  # py-spy writes its file on SIGINT
+            spy.wait(30)
+        scorer.stop()
+        env.forget_group(group_id, in_topic)
+    outputs = read_outputs(env.client_config, topics.predictions, count)
+    result: dict[str, Any] = {"guarantee": guarantee, "root": "baseline" if root != PROJECT_ROOT else "current",
+                              "outputs": outputs.count, "duplicates": outputs.duplicates,
+                              "missing": count - outputs.distinct_keys, **scorer.describe()}
+    if first is not None and last[0] > first[0]:
+        records = last[0] - first[0]
+        result.update(cpu_us_per_record=round((last[1] - first[1]) / records * 1e6, 2),
+                      startup_cpu_seconds=round(first[1], 2), window_records=records,
+                      window_seconds=round(last[2] - first[2], 1),
+                      records_per_s=round(records / (last[2] - first[2]), 0))
+        spent = {kind: threads_last.get(kind, 0.0) - threads_first.get(kind, 0.0) for kind in threads_last}
+        result["cpu_us_per_record_by_thread"] = {kind: round(seconds / records * 1e6, 2)
+                                                 for kind, seconds in spent.items()}
+    if profile and (env.scratch / f"{tag}.pyspy").exists():
+        result["python_profile_shares"] = summarize_profile((env.scratch / f"{tag}.pyspy").read_text())
+    return result
+
+
+def _start_profile(pid: int, path: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the scorer's Python threads (collapsed stacks), if py-spy is installed."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        return None
+    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "50",
+                             "--nonblocking", "--output", str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def raw_kafka(env: BenchEnv, in_topic: str, count: int, *, transactional: bool, compression: str,
+              batch: int) -> dict[str, Any]:
+    """The Kafka-only limit, in its own process (its CPU alone): see ``_raw_loop``."""
+    out_topic = env.fresh_topics("raw").predictions
+    spec = {"config": env.client_config, "in_topic": in_topic, "out_topic": out_topic, "count": count,
+            "transactional": transactional, "compression": compression, "batch": batch,
+            "group_id": env.group_id("raw")}
+    completed = subprocess.run([sys.executable, "-m", "bench.efficiency", json.dumps(spec)], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=900, check=True)
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _raw_loop(spec: dict[str, Any]) -> dict[str, Any]:
+    from confluent_kafka import Consumer, Producer
+
+    consumer = Consumer({**spec["config"], "group.id": spec["group_id"], "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "fetch.wait.max.ms": 10, "queued.min.messages": max(10000, spec["batch"] * 4)})
+    consumer.subscribe([spec["in_topic"]])
+    producer_config = {**spec["config"], "enable.idempotence": True, "acks": "all", "linger.ms": 2,
+                       "compression.type": spec["compression"], "queue.buffering.max.messages": 100000}
+    if spec["transactional"]:
+        producer_config["transactional.id"] = f"{spec['group_id']}-tx"
+    producer = Producer(producer_config)
+    if spec["transactional"]:
+        producer.init_transactions(30)
+    out, done, first = spec["out_topic"], 0, None
+    process = psutil.Process()
+    while done < spec["count"]:
+        messages = [m for m in consumer.consume(spec["batch"], 1.0) if not m.error()]
+        if not messages:
+            continue
+        if first is None:
+            first = (_cpu_seconds(process), time.monotonic(), len(messages))
+        if spec["transactional"]:
+            producer.begin_transaction()
+        for message in messages:
+            producer.produce(out, message.value(), message.key())
+        producer.poll(0)
+        if spec["transactional"]:
+            producer.send_offsets_to_transaction(consumer.position(consumer.assignment()),
+                                                 consumer.consumer_group_metadata())
+            producer.commit_transaction(30)
+        else:
+            consumer.commit(asynchronous=True)
+        done += len(messages)
+    producer.flush(30)
+    cpu, wall = _cpu_seconds(process), time.monotonic()
+    consumer.close()
+    assert first is not None
+    records = done - first[2]
+    return {"transactional": spec["transactional"], "compression": spec["compression"], "records": done,
+            "cpu_us_per_record": round((cpu - first[0]) / records * 1e6, 2),
+            "records_per_s": round(records / (wall - first[1]), 0)}
+
+
+def predict_limit(env: BenchEnv, batch: int, rows: int = 20_000) -> dict[str, Any]:
+    """The model alone on the backlog's records, in batches of ``batch``: CPU µs/record per tree walk."""
+    from consumer.core import compiled_trees
+    from consumer.core.features import to_columns
+    from consumer.models.loader import load_fallback
+    from producer.records import csv_records
+
+    assert env.model is not None
+    records = []
+    for record in csv_records(loop=True):
+        records.append(record)
+        if len(records) >= rows:
+            break
+    batches = [to_columns(records[start:start + batch]) for start in range(0, rows, batch)]
+    result: dict[str, Any] = {"batch": batch, "rows": rows}
+    handles = {}
+    for walk, enabled in (("compiled", True), ("per_tree", False)):
+        compiled_trees.configure(enabled=enabled, cache_dir=Path("~/.cache/housing-stream-scorer/compiled-trees"))
+        handle = load_fallback(env.model.fallback_paths[0], env.model.name)
+        handle.wait_compiled(300)
+        handles[walk] = handle
+        result[f"{walk}_tree_walk"] = handle.tree_walk
+    compiled_trees.configure(enabled=False, cache_dir=None)
+    times: dict[str, list[float]] = {walk: [] for walk in handles}
+    for _ in range(5):  # interleaved, so a busy machine affects both alike
+        for walk, handle in handles.items():
+            started = time.process_time()
+            for columns in batches:
+                handle.predict(columns)
+            times[walk].append(time.process_time() - started)
+    for walk, values in times.items():
+        result[f"{walk}_cpu_us_per_record"] = round(float(np.median(values)) / rows * 1e6, 2)
+    return result
+
+
+def mlflow_serve(env: BenchEnv, version: str, requests: int = 60, batch: int = 1000) -> dict[str, Any]:
+    """``mlflow models serve --env-manager local`` on ``version``: records/s at ``batch`` records per request."""
+    from producer.records import csv_records
+    from schemas.features import FEATURE_COLUMNS
+
+    assert env.model is not None
+    port = free_port()
+    log = open(env.scratch / "mlflow-serve.log", "wb")
+    argv = [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m",
+            f"models:/{env.model.name}/{version}", "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)]
+    # mlflow execs ``uvicorn`` by name: the venv's bin must be on PATH
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    server = subprocess.Popen(argv, env={**os.environ, "MLFLOW_TRACKING_URI": env.tracking_uri, "PATH": path},
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    tail = (env.scratch / "mlflow-serve.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"mlflow models serve did not answer /ping:\n{tail}") from None
+                time.sleep(0.5)
+        rows = []
+        for record in csv_records(loop=True):
+            rows.append([record[name] for name in FEATURE_COLUMNS])
+            if len(rows) >= batch:
+                break
+        body = json.dumps({"dataframe_split": {"columns": list(FEATURE_COLUMNS), "data": rows}}).encode()
+
+        def ask() -> None:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answer = json.loads(response.read())
+            assert len(answer["predictions"]) == batch
+
+        for _ in range(5):
+            ask()  # warm-up
+        started = time.monotonic()
+        for _ in range(requests):
+            ask()
+        seconds = time.monotonic() - started
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 15)
+            server.wait(30)
+        log.close()
+    return {"command": " ".join(argv[1:]), "records_per_request": batch, "requests": requests, "clients": 1,
+            "records_per_s": round(requests * batch / seconds, 0)}
+
+
+def run(env: BenchEnv, *, count: int, batch_max_records: int, batch_max_wait_ms: int,
+        baseline_root: Path | None = None) -> dict[str, Any]:
+    assert env.model is not None
+    version = env.model.versions[-1]
+    in_topic = env.create_topic(f"bench-{env.run_id}-efficiency.records")
+    step(f"efficiency: pre-loading {count:,} records into {in_topic}")
+    preload(env.client_config, in_topic, count)
+    step("efficiency: the model alone on the same records (compiled trees and per-tree walk)")
+    predict = predict_limit(env, batch_max_records)  # also leaves the compiled library in the cache
+    plan: list[tuple[str, str, Path, dict[str, str]]] = []
+    for guarantee, short in (("exactly_once", "eos"), ("at_least_once", "alo")):
+        plan.append((short, guarantee, PROJECT_ROOT, {}))
+        if baseline_root is not None:
+            plan.append((f"{short}_baseline", guarantee, baseline_root, {}))
+    plan.append(("eos_per_tree", "exactly_once", PROJECT_ROOT, {"MODEL_COMPILED_TREES": "false"}))
+    variants: dict[str, dict[str, Any]] = {}
+    for name, guarantee, root, extra in plan:
+        step(f"efficiency: {name} over {count:,} records")
+        variants[name] = scorer_run(env, in_topic, count, guarantee=guarantee, tag=f"ef-{name}",
+                                    batch_max_records=batch_max_records, batch_max_wait_ms=batch_max_wait_ms,
+                                    root=root, extra_env=extra, profile=name in ("eos", "alo"))
+        v = variants[name]
+        step(f"  {name}: {v.get('cpu_us_per_record')} CPU us/record, {v.get('records_per_s')} records/s, "
+             f"start-up {v.get('startup_cpu_seconds')} CPU s, peak RSS {v.get('peak_rss_mb_sampled')} MB, "
+             f"{v['duplicates']} duplicates, {v['missing']} missing")
+    raw: dict[str, dict[str, Any]] = {}
+    for transactional in (True, False):
+        for compression in ("lz4", "none"):
+            key = f"{'eos' if transactional else 'alo'}_{compression}"
+            step(f"efficiency: raw librdkafka consume + produce, {key}")
+            raw[key] = raw_kafka(env, in_topic, count, transactional=transactional, compression=compression,
+                                 batch=batch_max_records)
+            step(f"  raw {key}: {raw[key]['cpu_us_per_record']} CPU us/record, {raw[key]['records_per_s']} records/s")
+    step("efficiency: mlflow models serve (1,000 records per request)")
+    serve = mlflow_serve(env, version)
+    step(f"  mlflow models serve: {serve['records_per_s']:,.0f} records/s")
+    eos, alo = variants["eos"], variants["alo"]
+    ratios = {
+        "eos_over_mlflow_serve": round(eos["records_per_s"] / serve["records_per_s"], 2),
+        "eos_cpu_over_raw_kafka": round(eos["cpu_us_per_record"] / raw["eos_lz4"]["cpu_us_per_record"], 2),
+        "alo_cpu_over_raw_kafka": round(alo["cpu_us_per_record"] / raw["alo_lz4"]["cpu_us_per_record"], 2),
+        "eos_cpu_over_predict": round(eos["cpu_us_per_record"] / predict["compiled_cpu_us_per_record"], 2),
+        "eos_cpu_over_raw_kafka_plus_predict": round(eos["cpu_us_per_record"] / (
+            raw["eos_lz4"]["cpu_us_per_record"] + predict["compiled_cpu_us_per_record"]), 2),
+    }
+    peak = max(v.get("peak_rss_mb_vmhwm") or 0 for v in variants.values() if v["root"] == "current")
+    targets = {
+        "eos_cpu_us_per_record<=10": eos["cpu_us_per_record"] <= TARGETS["eos_cpu_us_per_record"],
+        "alo_cpu_us_per_record<=8": alo["cpu_us_per_record"] <= TARGETS["alo_cpu_us_per_record"],
+        "eos_over_mlflow_serve>=1.5": ratios["eos_over_mlflow_serve"] >= TARGETS["eos_over_mlflow_serve"],
+        "peak_rss_mb<=300": peak <= TARGETS["peak_rss_mb"],
+    }
+    return {"records": count, "batch_max_records": batch_max_records, "batch_max_wait_ms": batch_max_wait_ms,
+            "version": version, "variants": variants, "raw_kafka": raw, "predict": predict, "mlflow_serve": serve,
+            "ratios": ratios, "peak_rss_mb": peak, "targets": targets,
+            "method": __doc__.split("\n\n", 1)[1] if __doc__ else ""}
+
+
+if __name__ == "__main__":  # the raw Kafka loop, in its own process (see raw_kafka)
+    print(json.dumps(_raw_loop(json.loads(sys.argv[1]))))
