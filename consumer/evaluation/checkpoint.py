@@ -147,6 +147,11 @@ class Resume:
         checkpoint must name them too."""
         return {p: sorted(offsets) for p, offsets in self._pending.get(side, {}).items() if offsets}
 
+    def unread(self, side: str) -> int:
+        """Rows of ``side`` pending at the checkpoint not read back yet: pending all the same (a snapshot that
+        left them out would show them as gone until they are read again)."""
+        return sum(len(offsets) for offsets in self._pending.get(side, {}).values())
+
     @property
     def restores_left(self) -> int:
         """Pending rows of the checkpoint not read back yet (0 once the state is whole again)."""

@@ -37,6 +37,8 @@ from schemas.outcomes import Outcome
 PREDICTION_KINDS: Final = ("prediction_without_outcome", "prediction_dropped_limit", "duplicate_prediction")
 OUTCOME_KINDS: Final = ("orphan_outcome", "late_outcome", "outcome_dropped_limit", "duplicate_outcome")
 UNMATCHED_KINDS: Final = PREDICTION_KINDS + OUTCOME_KINDS
+SHADOW_ROLE: Final = "shadow"
+"""The role of a prediction's shadow pair (a group of its own, beside the prediction's version and role)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,10 +213,13 @@ class Joiner:
         return predictions, outcomes
 
     def unmatched(self) -> dict[str, int]:
-        """kind -> rows, over all versions."""
+        """kind -> messages, over all versions: a prediction with a shadow counts once, like ``matched`` (its
+        shadow's count is in ``counts``, under the shadow's version), so matched + pending + the prediction
+        kinds = the predictions read."""
         totals = dict.fromkeys(UNMATCHED_KINDS, 0)
-        for (kind, _, _), n in self.counts.items():
-            totals[kind] += n
+        for (kind, _, role), n in self.counts.items():
+            if role != SHADOW_ROLE:
+                totals[kind] += n
         return totals
 
     # --- internals -----------------------------------------------------------------------------------------
@@ -229,7 +234,7 @@ class Joiner:
     def _waiting(self, row: ScoredPrediction) -> _Waiting:
         shadow = -1
         if row.shadow_prediction is not None and row.shadow_model_version is not None:
-            shadow = self.group((row.shadow_model_version, "shadow"))
+            shadow = self.group((row.shadow_model_version, SHADOW_ROLE))
         return _Waiting(row.scored_at, row.prediction, self.group((row.model_version, row.role)),
                         row.shadow_prediction, shadow, row.partition, row.offset)
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from config.settings import Settings
-from consumer.evaluation.checkpoint import Checkpoint, CheckpointError, Resume
+from consumer.evaluation.checkpoint import SIDES, Checkpoint, CheckpointError, Resume
 from consumer.evaluation.decider import CanaryDecider, state_key
 from consumer.evaluation.http import EvaluatorHttp
 from consumer.evaluation.join import Joiner, ObservedOutcome, ScoredPrediction
@@ -30,7 +30,7 @@ from consumer.evaluation.metrics import EvaluatorMetrics
 from consumer.evaluation.mlflow_log import LiveMetricsLogger
 from consumer.evaluation.snapshot import build_snapshot
 from consumer.evaluation.stats import LiveStats
-from consumer.kafka.evaluation_io import EvaluationWriter, InputMessage, InputReader, latest_values
+from consumer.kafka.evaluation_io import EvaluationWriter, InputMessage, InputReader, Start, latest_values
 from schemas.clock import now_ms
 from schemas.codecs import decode_prediction, registry_client
 from schemas.errors import SchemaError
@@ -150,14 +150,14 @@ class Evaluator:
                     first = self._resume.start_offset(side, partition)
                     if first is not None:
                         offsets[partition] = first
-            self.readers[side] = InputReader(self.settings, topic, offsets, start)
+            self.readers[side] = self.open_reader(topic, offsets, start)
         if checkpoint is not None:
             # The readers begin at the oldest pending rows; what a checkpoint records is where reading goes on.
             for side, reader in self.readers.items():
                 for partition, following in checkpoint.next_offsets.get(side, {}).items():
                     if partition in reader.next_offsets:
                         reader.next_offsets[partition] = max(reader.next_offsets[partition], following)
-        self.writer = EvaluationWriter(self.settings)
+        self.writer = self.open_writer()
         if self._serve_http:
             evaluation = self.settings.evaluation
             self._http = EvaluatorHttp(evaluation.host, evaluation.port, self.metrics.registry,
@@ -165,6 +165,14 @@ class Evaluator:
             logger.info("evaluator metrics on http://%s:%d/metrics", evaluation.host, self._http.port)
         if self._mlflow is not None:
             self._mlflow.start()
+
+    def open_reader(self, topic: str, start: Mapping[int, int], default_start: Start) -> InputReader:
+        """The reader of one input topic from ``start`` (a seam: the unit tests give a list of messages)."""
+        return InputReader(self.settings, topic, start, default_start)
+
+    def open_writer(self) -> EvaluationWriter:
+        """The transactional writer of dead letters, checkpoints and snapshots (a seam, like ``open_reader``)."""
+        return EvaluationWriter(self.settings)
 
     @property
     def http_port(self) -> int | None:
@@ -281,7 +289,8 @@ class Evaluator:
             counts=[(k, v, r, n) for (k, v, r), n in sorted(self.joiner.counts.items())],
             matched=self.joiner.matched, dead_lettered=dict(self.dead_lettered), bad_predictions=self.bad_predictions)
         snapshot = build_snapshot(self.joiner, evaluator_id=checkpoint.evaluator_id, at_ms=checkpoint.written_at,
-                                  dead_lettered=self.dead_lettered, bad_predictions=self.bad_predictions)
+                                  dead_lettered=self.dead_lettered, bad_predictions=self.bad_predictions,
+                                  unread_pending=self.unread_pending())
         encoded = checkpoint.encode()
         for topic, key, value in self.decider.outputs(snapshot) if self.decider is not None else ():
             self.writer.produce(topic, key, value)
@@ -293,12 +302,18 @@ class Evaluator:
         lag = {reader.topic: reader.lag() for reader in self.readers.values()}
         self.metrics.update(snapshot, lag=lag, checkpoint_bytes=len(encoded))
 
+    def unread_pending(self) -> dict[str, int]:
+        """side -> rows pending at the resumed checkpoint not read back yet (still pending: they count)."""
+        return {side: self._resume.unread(side) for side in SIDES}
+
     def health(self) -> dict[str, Any]:
+        unread = self.unread_pending()
         return {"status": "healthy" if self.snapshot is not None else "starting",
                 "evaluator_id": self.settings.evaluation.evaluator_id,
                 "uptime_seconds": round(time.monotonic() - self.started_at, 1),
                 "watermark": self.joiner.watermark, "matched": self.joiner.matched,
-                "pending": {"predictions": len(self.joiner.predictions), "outcomes": len(self.joiner.outcomes)}}
+                "pending": {"predictions": len(self.joiner.predictions) + unread["predictions"],
+                            "outcomes": len(self.joiner.outcomes) + unread["outcomes"]}}
 
     def close(self) -> None:
         if self._mlflow is not None and self._mlflow.is_alive():

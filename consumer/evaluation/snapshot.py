@@ -25,12 +25,15 @@ def _block(sums: Sums) -> dict[str, Any]:
 
 
 def build_snapshot(joiner: Joiner, *, evaluator_id: str, at_ms: int, dead_lettered: Mapping[str, int],
-                   bad_predictions: int) -> dict[str, Any]:
+                   bad_predictions: int, unread_pending: Mapping[str, int] | None = None) -> dict[str, Any]:
     """The view of ``joiner`` (and its stats) at its watermark.
 
     :param at_ms: wall-clock time of the snapshot (``published_at``).
     :param dead_lettered: outcomes dead-lettered so far, by reason.
+    :param unread_pending: side -> rows pending at the checkpoint resumed from that are not read back into
+        ``joiner`` yet (``Resume.unread``): counted as pending, and shown as ``pending_to_read_back``.
     """
+    unread = {side: int((unread_pending or {}).get(side, 0)) for side in ("predictions", "outcomes")}
     stats = joiner.stats
     now = joiner.watermark
     unmatched_by_group: dict[tuple[str, str], dict[str, int]] = {}
@@ -57,7 +60,9 @@ def build_snapshot(joiner: Joiner, *, evaluator_id: str, at_ms: int, dead_letter
         "window_start": stats.window_start_bucket(now) * stats.bucket_ms if now else None,
         "matched": joiner.matched, "versions": versions,
         "unmatched": {kind: joiner.unmatched().get(kind, 0) for kind in UNMATCHED_KINDS},
-        "pending": {"predictions": len(joiner.predictions), "outcomes": len(joiner.outcomes)},
+        "pending": {"predictions": len(joiner.predictions) + unread["predictions"],
+                    "outcomes": len(joiner.outcomes) + unread["outcomes"]},
+        "pending_to_read_back": unread,
         "dead_lettered": dict(sorted(dead_lettered.items())), "bad_predictions": bad_predictions,
     }
 
