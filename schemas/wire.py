@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import struct
 from collections.abc import Mapping
 from enum import StrEnum
@@ -31,6 +32,8 @@ from schemas import AVRO_DIR
 from schemas.errors import DecodeError, short_repr
 
 logger = logging.getLogger(__name__)
+
+_MEMORY_ADDRESS: Final = re.compile(r" object at 0x[0-9a-fA-F]+")
 
 DEFAULT_MAX_BYTES: Final = 1_000_000
 SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
@@ -102,8 +105,11 @@ class AvroSchema:
         except SchemaResolutionError as exc:
             raise DecodeError("unknown_schema_id", f"writer schema cannot be read as {self.full_name}: {exc}") from exc
         except Exception as exc:  # fastavro raises EOFError, IndexError, UnicodeDecodeError, ...
+            # fastavro names its buffer ("from <_io.BytesIO object at 0x7f...>"): drop the address, so the same
+            # bad record gets the same dead-letter message in every run and process.
+            detail = _MEMORY_ADDRESS.sub("", str(exc))
             raise DecodeError(
-                "truncated_avro", f"Avro body of {len(payload)} bytes cannot be read: {type(exc).__name__}: {exc}"
+                "truncated_avro", f"Avro body of {len(payload)} bytes cannot be read: {type(exc).__name__}: {detail}"
             ) from exc
         if buf.tell() != len(payload):
             raise DecodeError(

@@ -6,6 +6,7 @@ import fastavro
 import pytest
 
 from schemas.errors import DecodeError
+from schemas.examples import EXAMPLE_RECORD
 from schemas.wire import (
     HOUSING_RECORD,
     MODEL_UPDATE_EVENT,
@@ -54,3 +55,14 @@ def test_confluent_frame_carries_the_schema_id() -> None:
     value = confluent_frame(258, b"\x02")
     assert value == b"\x00\x00\x00\x01\x02\x02"
     assert detect_format(value) is WireFormat.AVRO_CONFLUENT and confluent_schema_id(value) == 258
+
+
+def test_an_unreadable_avro_body_gets_the_same_message_every_time() -> None:
+    body = HOUSING_RECORD.write(EXAMPLE_RECORD)[:1]
+    messages = set()
+    for _ in range(3):
+        with pytest.raises(DecodeError) as caught:
+            HOUSING_RECORD.read(body)
+        messages.add(caught.value.message)
+    (message,) = messages
+    assert message == "Avro body of 1 bytes cannot be read: EOFError: cannot read double from <_io.BytesIO>"
