@@ -364,9 +364,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "seconds between two logs of the live metrics to each version's run in MLflow (0: off)"),
     SettingSpec("evaluation.host", "127.0.0.1", _parse_str,
                 "EVALUATOR_HOST", "evaluation.host", None, "bind address of the evaluator's /metrics"),
-    SettingSpec("evaluation.port", 5003, _port,
+    SettingSpec("evaluation.port", 5003, _listen_port,
                 "EVALUATOR_PORT", "evaluation.port", "--evaluator-port",
-                "port of the evaluator's /metrics, /health and /performance"),
+                "port of the evaluator's /metrics, /health and /performance (0: any free port, logged as "
+                "`evaluator metrics on ...`)"),
     # Canary and its promotion gate (README "Canary").
     SettingSpec("canary.alias", "challenger", _parse_str,
                 "CANARY_ALIAS", "canary.alias", "--canary-alias",
