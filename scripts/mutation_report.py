@@ -39,8 +39,9 @@ STATUS_BY_EXIT_CODE: Mapping[int | None, str] = {
     34: "skipped", 35: "suspicious", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
     37: "caught by type check", -11: "segfault", -9: "segfault",
 }
-KILLED = {"killed", "timeout", "caught by type check", "segfault"}
-"""Verdicts where the mutant did not pass the tests (mutmut's own score counts timeouts as kills too)."""
+KILLED = {"killed", "timeout", "caught by type check"}
+"""Verdicts where the mutant did not pass the tests (mutmut's own score counts timeouts as kills too). A
+"segfault" is usually a worker killed from outside (an interrupted run), so it is not counted as a kill."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def render(mutants: Sequence[Mutant], reasons: Sequence[Reason], commit: str = "
     """(the markdown report, number of unexplained survivors)."""
     killed, counted = score(mutants)
     by_status = Counter(m.status for m in mutants)
-    survivors = [m for m in mutants if m.status in ("survived", "no tests", "suspicious")]
+    survivors = [m for m in mutants if m.status in ("survived", "no tests", "suspicious", "segfault")]
     explained: list[tuple[Mutant, str, str]] = []
     unexplained: list[tuple[Mutant, str]] = []
     for mutant in survivors:
@@ -180,7 +181,7 @@ def render(mutants: Sequence[Mutant], reasons: Sequence[Reason], commit: str = "
 
 
 def rerun_survivors(mutants: Sequence[Mutant], max_children: int) -> None:
-    names = [m.name for m in mutants if m.status in ("survived", "suspicious", "no tests", "not checked")]
+    names = [m.name for m in mutants if m.status in ("survived", "suspicious", "no tests", "not checked", "segfault")]
     if not names:
         return
     print(f"mutation report: re-running {len(names)} survivors (new tests may kill them)", flush=True)
