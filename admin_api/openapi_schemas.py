@@ -61,6 +61,9 @@ PERFORMANCE = {
                            "unmatched": {"type": "object", "additionalProperties": {"type": "integer"}}}}},
         "unmatched": {"type": "object", "additionalProperties": {"type": "integer"}},
         "pending": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "pending_to_read_back": {"type": "object", "additionalProperties": {"type": "integer"},
+                                 "description": "of pending, the rows a restarted evaluator has yet to re-read "
+                                                "from its checkpoint's offsets"},
         "dead_lettered": {"type": "object", "additionalProperties": {"type": "integer"}},
         "bad_predictions": {"type": "integer"}, "age_seconds": {"type": "number", "minimum": 0},
         "evaluators": {"type": "array", "items": {"type": "string"}}, "topic": {"type": "string"},
