@@ -46,6 +46,14 @@ STREAM_COUNT = 20_000
 """Records of step 4's stream."""
 CHALLENGER_STREAM_COUNT = 12_000
 """Records of step 6's stream, during which the challenger is promoted."""
+CANARY_STREAM_COUNT = 6_000
+"""Records of each canary stream (step 8), each with its outcome a few seconds later."""
+CANARY_FRACTION = 0.2
+EVALUATOR_PORT = 5003
+CANARY_GATE = {"AUTO_PROMOTE": "true", "CANARY_MIN_MATCHED": "300", "CANARY_MIN_MINUTES": "0.1",
+               "CANARY_DECIDE_SECONDS": "3", "EVALUATION_CHECKPOINT_SECONDS": "1", "EVALUATION_MLFLOW_SECONDS": "3"}
+"""housing-evaluate's gate for the demo: decide after 300 matched pairs and 6 s (the defaults are 2,000 and 10
+minutes: a production gate, too slow for a demo)."""
 DEMO_SEED = 12
 """Seed of the demo stream's order: every demo sends the same records in the same order."""
 BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
@@ -282,6 +290,29 @@ def main() -> int:
     print(f"  {verdict}")
     stream.wait(timeout=120)
     wait_until(lambda: _lag_zero(), 60, 0.5)
+    balance(bootstrap, settings)
+
+    canary_phase(settings, env, stream_csv, stack.home, scorer_dir)
+
+    step(10, "Health and drift of each scorer (PSI of its last records against the training profile)")
+    for port in SCORER_PORTS:
+        print("  " + health_line(port))
+
+    step(11, "Where to look")
+    for port in SCORER_PORTS:
+        print(f"  admin API   http://127.0.0.1:{port}/health   /ready   /api/model/info   /api/fleet   /api/canary   "
+              "/metrics")
+    print(f"  evaluator   http://127.0.0.1:{EVALUATOR_PORT}/performance   /metrics   (live RMSE plot: "
+          f"{stack.home / 'demo' / 'live-rmse.png'})")
+    print(f"  MLflow UI   {tracking}")
+    print(f"  API key     {api_key}   (mutating endpoints: -H 'X-API-Key: ...')")
+    print(f"  logs        {scorer_dir}/scorer-*.log, {stack.home}/kafka/logs, {stack.home}/mlflow/logs")
+    print(f"  stop        {BOLD}make down{RESET}")
+    return 0
+
+
+def balance(bootstrap: str, settings: Any) -> None:
+    """Predictions per version, and inputs = predictions + dead letters."""
     records = read_topic(bootstrap, settings.topics.records)
     predictions = read_topic(bootstrap, settings.topics.predictions)
     dead = read_topic(bootstrap, settings.topics.dead_letter)
@@ -292,18 +323,116 @@ def main() -> int:
     print(f"\n  inputs {fmt_count(len(records))} = predictions {fmt_count(len(predictions))} + dead letters "
           f"{fmt_count(len(dead))}  -> {GREEN + 'no gap' + RESET if gap == 0 else RED + f'{gap:,} missing' + RESET}")
 
-    step(8, "Health and drift of each scorer (PSI of its last records against the training profile)")
-    for port in SCORER_PORTS:
-        print("  " + health_line(port))
 
-    step(9, "Where to look")
-    for port in SCORER_PORTS:
-        print(f"  admin API   http://127.0.0.1:{port}/health   /ready   /api/model/info   /api/fleet   /metrics")
-    print(f"  MLflow UI   {tracking}")
-    print(f"  API key     {api_key}   (mutating endpoints: -H 'X-API-Key: ...')")
-    print(f"  logs        {scorer_dir}/scorer-*.log, {stack.home}/kafka/logs, {stack.home}/mlflow/logs")
-    print(f"  stop        {BOLD}make down{RESET}")
-    return 0
+# --- the canary (issue 14) ------------------------------------------------------------------------------------
+def shuffled_target_csv(source: Path, home: Path) -> Path:
+    """``source`` with its target column (median_house_value) shuffled: a model trained on it learns nothing."""
+    header, *rows = source.read_text(encoding="utf-8").splitlines()
+    column = header.split(",").index("median_house_value")
+    cells = [row.split(",") for row in rows]
+    targets = [c[column] for c in cells]
+    random.Random(DEMO_SEED).shuffle(targets)
+    for c, target in zip(cells, targets, strict=True):
+        c[column] = target
+    out = home / "demo" / "housing-shuffled-target.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join([header, *(",".join(c) for c in cells)]) + "\n", encoding="utf-8")
+    return out
+
+
+def evidence_table(evidence: dict[str, Any]) -> str:
+    """A decision's evidence (as the gate tags the version with it) as the gate's own table."""
+    from dataclasses import fields  # deferred: only the canary step needs these
+
+    from consumer.evaluation.gates import Decision  # deferred
+    from consumer.evaluation.gates import table as gate_table  # deferred
+
+    known = {f.name for f in fields(Decision)}
+    return gate_table(Decision(**{k: v for k, v in evidence.items() if k in known}))
+
+
+def _challenger_version(client: Any, name: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, "challenger").version)
+    except Exception:  # no challenger alias
+        return None
+
+
+def _canary_stream(env: dict[str, str], stream_csv: Path) -> None:
+    run([str(BIN / "housing-produce"), "--csv", str(stream_csv), "--count", str(CANARY_STREAM_COUNT), "--rate",
+         "1000", "--outcomes", "--outcome-delay", "2s..10s", "--seed", str(int(time.time())), "--no-progress",
+         "--log-level", "WARNING"], env=env, stdout=subprocess.DEVNULL)
+
+
+def _decided(client: Any, name: str, version: str, tag: str, deadline: float) -> dict[str, Any] | None:
+    """The evidence the gate tagged ``version`` with (``tag``), waiting until ``deadline`` seconds pass."""
+    found: dict[str, Any] = {}
+
+    def tagged() -> bool:
+        tags = client.get_model_version(name, version).tags or {}
+        if tag in tags:
+            found.update(json.loads(tags[tag]))
+        return bool(found)
+
+    wait_until(tagged, deadline, 1.0)
+    return found or None
+
+
+def canary_phase(settings: Any, env: dict[str, str], stream_csv: Path, home: Path, scorer_dir: Path) -> None:
+    """Step 8 and 9: a better challenger canaried at 20 % and promoted by the gate; a bad one rolled back."""
+    from mlflow.tracking import MlflowClient  # deferred: only this step needs the registry client
+
+    from consumer.evaluation.plots import live_rmse_history, plot_live_rmse  # deferred
+    from consumer.models.canary import PROMOTED_TAG, REJECTED_TAG  # deferred
+
+    name, admin = settings.model.name, f"http://127.0.0.1:{SCORER_PORTS[0]}"
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    step(8, f"Canary: a better challenger scores {CANARY_FRACTION:.0%} of the keys; outcomes arrive later; "
+            "the gate decides")
+    pid_file = scorer_dir / "evaluator.pid"
+    if read_pid(pid_file):
+        stop_process(pid_file)
+    start_process([str(BIN / "housing-evaluate")], log_file=scorer_dir / "evaluator.log", pid_file=pid_file,
+                  env={**env, **CANARY_GATE, "EVALUATOR_PORT": str(EVALUATOR_PORT), "EVALUATOR_ID": "demo-evaluator"})
+    run_training([str(BIN / "housing-train"), "--models", "random_forest", "--seed", "21", "--log-level",
+                  "WARNING"], env)
+    better = _challenger_version(client, name)
+    status, _ = http("PUT", f"{admin}/api/canary", {"fraction": CANARY_FRACTION}, key=api_key_of(env))
+    print(f"  challenger v{better}; PUT /api/canary fraction {CANARY_FRACTION} -> HTTP {status}")
+    _canary_stream(env, stream_csv)
+    evidence = _decided(client, name, str(better), PROMOTED_TAG, 180) if better else None
+    if evidence:
+        print(f"  {GREEN}the gate promoted v{better}{RESET} (decision {evidence.get('decision_id')}):")
+        print("    " + evidence_table(evidence).replace("\n", "\n    "))
+    else:
+        print(f"  {RED}no promotion within 3 minutes; see {scorer_dir}/evaluator.log{RESET}")
+
+    step(9, "A deliberately bad version (trained on a shuffled target) canaried, and rolled back")
+    bad_csv = shuffled_target_csv(ROOT / "data" / "housing.csv", home)
+    run_training([str(BIN / "housing-train"), "--models", "linear_regression", "--data", str(bad_csv),
+                  "--log-level", "WARNING"], env)
+    bad = _challenger_version(client, name)
+    status, _ = http("PUT", f"{admin}/api/canary", {"fraction": CANARY_FRACTION}, key=api_key_of(env))
+    print(f"  bad challenger v{bad}; PUT /api/canary fraction {CANARY_FRACTION} -> HTTP {status}")
+    _canary_stream(env, stream_csv)
+    evidence = _decided(client, name, str(bad), REJECTED_TAG, 180) if bad else None
+    if evidence:
+        print(f"  {GREEN}the gate rolled v{bad} back{RESET} (decision {evidence.get('decision_id')}):")
+        print("    " + evidence_table(evidence).replace("\n", "\n    "))
+    else:
+        print(f"  {RED}no rollback within 3 minutes; see {scorer_dir}/evaluator.log{RESET}")
+    wait_until(lambda: _lag_zero(), 60, 0.5)
+    balance(settings.kafka.bootstrap_servers, settings)
+    try:
+        versions = [str(v.version) for v in client.search_model_versions(f"name='{name}'")]
+        plot = plot_live_rmse(live_rmse_history(client, name, versions), home / "demo" / "live-rmse.png")
+        print(f"\n  live RMSE per version over time: {plot}")
+    except Exception as exc:  # the plot is a bonus: the demo goes on without it
+        print(f"  {RED}live RMSE plot not written: {exc}{RESET}")
+
+
+def api_key_of(env: dict[str, str]) -> str:
+    return env["ADMIN_API_KEY"]
 
 
 def health_line(port: int) -> str:

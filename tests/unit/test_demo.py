@@ -106,3 +106,29 @@ def test_mlflow_lines_are_filtered_out_of_the_training_output_and_the_bar_kept()
     assert "Created version" not in shown and "already exists" not in shown
     assert "\rtraining:   0%" in shown and "\rtraining:  25%" in shown
     assert "housing-train: a real problem\n" in shown and shown.endswith("WARNING last words")
+
+
+def test_the_bad_canary_is_trained_on_the_same_rows_with_the_target_shuffled(tmp_path: Path) -> None:
+    source = PROJECT_ROOT / "data" / "housing.csv"
+    header, *rows = source.read_text().splitlines()
+    out_header, *out_rows = demo.shuffled_target_csv(source, tmp_path).read_text().splitlines()
+    column = header.split(",").index("median_house_value")
+
+    def without_target(line: str) -> list[str]:
+        return line.split(",")[:column] + line.split(",")[column + 1:]
+
+    assert out_header == header and len(out_rows) == len(rows)
+    assert [without_target(r) for r in out_rows] == [without_target(r) for r in rows]  # the features unchanged
+    targets, shuffled = ([r.split(",")[column] for r in lines] for lines in (rows, out_rows))
+    assert sorted(shuffled) == sorted(targets) and shuffled != targets
+
+
+def test_the_evidence_table_is_the_gates_table_of_the_tagged_evidence() -> None:
+    evidence = {"decision_id": "d-1", "action": "promote", "reason": "canary RMSE 30,000 is 25.0% below",
+                "canary_version": "4", "champion_version": "3", "canary_rmse": 30000.0, "champion_rmse": 40000.0,
+                "canary_count": 1200, "champion_count": 4800, "relative_difference": -0.25, "confidence": 0.999,
+                "canary_minutes": 0.4, "window_start": 1, "watermark": 2, "error_rate": None, "non_finite": None,
+                "drift_psi": None}
+    text = demo.evidence_table(evidence)
+    assert "v4" in text and "v3" in text and "30,000" in text and "40,000" in text and "1200" in text
+    assert "decision: PROMOTE" in text and "-25.0%" in text
