@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +148,32 @@ class PredictionJsonWriter:
                 f',"event_time":{"null" if event_time is None else f"{event_time:d}"}'
                 f',"shadow_prediction":{"null" if shadow_prediction is None else repr(float(shadow_prediction))}'
                 f'{self._tail}').encode("ascii")
+
+    def write_many(self, record_ids: Sequence[str], predictions: Iterable[float], source_topics: Iterable[str],
+                   source_partitions: Iterable[int], source_offsets: Iterable[int],
+                   event_times: Iterable[int | None],
+                   shadow_predictions: Iterable[float | None] | None = None) -> list[bytes]:
+        """``write`` for a batch (the same bytes, one value per record): one formatting pass and one ASCII
+        encode for the batch. ``shadow_predictions`` None: every shadow prediction is null."""
+        topic_texts = self._topics
+        model, tail = self._model, self._tail
+        texts: list[str] = []
+        append = texts.append
+        for record_id, prediction, topic, partition, offset, event_time, shadow_prediction in zip(
+                record_ids, predictions, source_topics, source_partitions, source_offsets, event_times,
+                repeat(None, len(record_ids)) if shadow_predictions is None else shadow_predictions, strict=True):
+            topic_text = topic_texts.get(topic)
+            if topic_text is None:
+                topic_text = topic_texts[topic] = _json_string(topic)
+            append(f'{{"record_id":{encode_basestring_ascii(record_id)},"prediction":{float(prediction)!r}'
+                   f'{model}{topic_text},"source_partition":{partition:d},"source_offset":{offset:d}'
+                   f',"event_time":{"null" if event_time is None else f"{event_time:d}"}'
+                   f',"shadow_prediction":'
+                   f'{"null" if shadow_prediction is None else repr(float(shadow_prediction))}{tail}')
+        if not texts:
+            return []
+        # Escaped JSON text never holds a raw newline, so one encode of the joined batch splits back exactly.
+        return "\n".join(texts).encode("ascii").split(b"\n")
 
 
 class PredictionEncoder:

@@ -16,6 +16,9 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -223,6 +226,68 @@ def _shadow_predictions(shadow: ModelHandle, features: FeatureColumns) -> np.nda
         return None
 
 
+_new_scored = partial(tuple.__new__, Scored)
+"""A Scored from a 7-tuple of its fields, without a Python call per record."""
+
+
+def _headers(model: ModelHandle, fmt: WireFormat) -> Headers:
+    return [(topics.HEADER_MODEL_NAME, model.name.encode()), (topics.HEADER_MODEL_VERSION, model.version.encode()),
+            (topics.HEADER_FORMAT, fmt.value.encode())]
+
+
+def _scored_json_batch(valid: Sequence[tuple[int, Incoming, dict[str, Any], WireFormat]],
+                       outcomes: np.ndarray | list[float | Exception], on_canary: np.ndarray | None,
+                       shadow_out: np.ndarray | None, writers: Mapping[str, PredictionJsonWriter],
+                       handles: Mapping[str, ModelHandle],
+                       max_output_bytes: int | None) -> tuple[list[Scored], np.ndarray] | None:
+    """The common batch in one pass per role: every record JSON, every prediction a finite float and every
+    output certainly under ``max_output_bytes``. None when the batch is not that: the per-record path decides.
+    The outputs are the per-record path's, byte for byte (tests/unit/consumer/core/test_scoring_outputs.py)."""
+    if any(type(outcome) is not float and not isinstance(outcome, np.floating) for outcome in outcomes) \
+            if isinstance(outcomes, list) else outcomes.dtype.kind != "f":
+        return None  # a row the model failed on: dead letters, record by record
+    predictions = np.asarray(outcomes, dtype=np.float64)
+    if not np.isfinite(predictions).all() or any(fmt is not WireFormat.JSON for _, _, _, fmt in valid):
+        return None
+    shadow_values: list[float | None] | None = None
+    if shadow_out is not None:
+        shadow_values = shadow_out.astype(np.float64).tolist()
+        if not np.isfinite(shadow_out).all():
+            shadow_values = [value if math.isfinite(value) else None for value in shadow_values]  # type: ignore[arg-type]
+    groups: list[tuple[str, list[int] | None]] = [(ROLE_CHAMPION, None)]
+    if on_canary is not None:
+        groups = [(ROLE_CHAMPION, np.flatnonzero(~on_canary).tolist()),
+                  (ROLE_CANARY, np.flatnonzero(on_canary).tolist())]
+    values_all = predictions.tolist()
+    merged: list[Scored] = []
+    order: list[int] = []
+    for role, rows in groups:
+        entries = valid if rows is None else [valid[row] for row in rows]
+        if not entries:
+            continue
+        values = values_all if rows is None else [values_all[row] for row in rows]
+        shadows = shadow_values if shadow_values is None or rows is None else [shadow_values[row] for row in rows]
+        messages = [msg for _, msg, _, _ in entries]
+        record_ids = [rid if type(rid := record["record_id"]) is str and rid else _record_id(record, msg)
+                      for _, msg, record, _ in entries]
+        outputs = writers[role].write_many(record_ids, values, [msg.topic for msg in messages],
+                                           [msg.partition for msg in messages], [msg.offset for msg in messages],
+                                           [record["event_time"] for _, _, record, _ in entries], shadows)
+        headers = _headers(handles[role], WireFormat.JSON)
+        if max_output_bytes is not None:
+            header_bytes = sum(len(name) + len(data) for name, data in headers)
+            if max(map(len, outputs)) + max(len(msg.key or b"") for msg in messages) + header_bytes > max_output_bytes:
+                return None  # some output may be too large: the per-record path names which
+        # a fresh header list per message: producers may append their own headers
+        count = len(entries)
+        merged.extend(map(_new_scored, zip([msg.key for msg in messages], outputs, map(list, repeat(headers, count)),
+                                           messages, record_ids, values, repeat(role, count), strict=True)))
+        order.extend(range(len(entries)) if rows is None else rows)
+    if on_canary is not None:
+        merged = [scored for _, scored in sorted(zip(order, merged, strict=True), key=itemgetter(0))]
+    return merged, predictions
+
+
 def score_batch(
     batch: Sequence[Incoming],
     model: ModelHandle,
@@ -279,6 +344,12 @@ def score_batch(
                                           model_alias=handle.alias, model_stage=handle.stage, scored_at=scored_at,
                                           shadow_model_version=shadow_version, role=role)
                for role, handle in ((ROLE_CHAMPION, model), (ROLE_CANARY, canary)) if handle is not None}
+    if not refused:
+        fast = _scored_json_batch(valid, outcomes, on_canary, shadow_out, writers,
+                                  {ROLE_CHAMPION: model, **({ROLE_CANARY: canary} if canary is not None else {})},
+                                  max_output_bytes)
+        if fast is not None:
+            return BatchResult(fast[0], [r for _, r in rejected], columns, fast[1], predict_seconds)
     champion = model
     scored: list[Scored] = []
     kept_rows: list[int] = []

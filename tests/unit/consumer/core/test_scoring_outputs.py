@@ -93,3 +93,41 @@ def test_dead_letter_headers_are_encoded_even_from_text_that_is_not_utf8() -> No
     assert rejected.reason == "predict_failed"
     assert headers[topics.HEADER_DLQ_SOURCE_TOPIC] == b"t?"
     assert b"RuntimeError: bad ? input" in headers[topics.HEADER_DLQ_MESSAGE]
+
+
+class ByIncomeWithCanary:
+    """Like ByIncome but never NaN, so every row takes the batch route."""
+
+    def predict(self, frame: Any) -> np.ndarray:
+        return np.asarray(frame["median_income"], dtype=np.float64) * 1000 + 0.1
+
+
+def test_the_batch_route_writes_what_the_record_by_record_route_writes() -> None:
+    # An unrelated refused position sends a batch record by record; the outputs must not change by a byte.
+    records = [{**good_record(i), "median_income": 1.0 + i / 7} for i in range(12)]
+    records[1]["record_id"] = None                       # id from the key
+    records[2]["record_id"] = "r-\u00e9\u2603"           # escaped as \u in JSON
+    records[3]["event_time"] = None
+    batch = [_msg(json.dumps(record).encode(), offset) for offset, record in enumerate(records)]
+    batch[1] = batch[1]._replace(key=b"x" * 300)         # a key too long to be an id: its digest
+    batch[4] = batch[4]._replace(key=None, value=json.dumps({**records[4], "record_id": None}).encode())
+    unrelated = {("elsewhere", 0, 0): "refused"}
+    handle, canary = _handle(ByIncomeWithCanary(), "5"), _handle(ByIncomeWithCanary(), "9")
+
+    def both(**kwargs: Any) -> list[Any]:
+        results = [score_batch(batch, handle, decoder=RecordDecoder(), encoder=PredictionEncoder(),
+                               now_ms=lambda: SCORED_AT, refused=refused, **kwargs) for refused in (None, unrelated)]
+        for result in results:
+            assert [s.prediction for s in result.scored] == result.predictions.tolist()
+        return results
+
+    for kwargs in ({}, {"shadow": _handle(ByIncome(), "6")}, {"canary": canary, "canary_fraction": 0.5},
+                   {"max_output_bytes": 10_000}):
+        batch_route, record_route = both(**kwargs)
+        assert len(batch_route.scored) == len(records), kwargs
+        assert batch_route.scored == record_route.scored, kwargs
+        assert [type(s.prediction) for s in batch_route.scored] == [float] * len(records)
+        assert batch_route.predictions.dtype == np.float64
+        if "canary" in kwargs:
+            assert {s.role for s in batch_route.scored} == {"champion", "canary"}
+        assert all(json.loads(s.value) == decode_prediction(s.value) for s in batch_route.scored)
