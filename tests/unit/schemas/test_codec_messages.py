@@ -7,10 +7,12 @@ import json
 
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from schemas.codecs import PredictionJsonWriter, decode_prediction
-from schemas.errors import DecodeError
-from schemas.registry import registry_client
+from schemas.errors import DecodeError, RegistryUnavailableError
+from schemas.registry import WriterSchemas, registry_client
+from schemas.wire import HOUSING_RECORD
 
 WRITER_FIELDS = {"model_name": "housing", "model_version": "3", "model_alias": None, "model_stage": None,
                  "scored_at": 1_700_000_000_000, "shadow_model_version": None}
@@ -61,3 +63,15 @@ def test_a_real_registry_client_is_built_for_its_url_without_contacting_it() -> 
     client = registry_client("http://127.0.0.1:9", {"basic.auth.user.info": "user:secret"})
     assert isinstance(client, SchemaRegistryClient)
     assert registry_client("http://127.0.0.1:9") is not client  # not cached: only the mocks share a store
+
+
+class _FailingRegistry:
+    def get_schema(self, schema_id: int) -> object:
+        raise SchemaRegistryError(503, 50003, "Service Unavailable")
+
+
+def test_a_registry_error_names_the_schema_id_and_the_error() -> None:
+    with pytest.raises(RegistryUnavailableError) as caught:
+        WriterSchemas(_FailingRegistry()).resolve(7, HOUSING_RECORD)  # type: ignore[arg-type]
+    assert str(caught.value) == (f"schema registry error for id 7: "
+                                 f"{SchemaRegistryError(503, 50003, 'Service Unavailable')}")
