@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from config.settings import Settings, load_settings
 from consumer.core.handle import ModelHandle
-from consumer.core.scoring import BatchResult, Incoming, Rejected
+from consumer.core.scoring import BatchResult, Incoming, Rejected, Scored
 from consumer.errors import ScorerFatalError, TransactionStuck
 from consumer.kafka import policy
 from consumer.kafka import producer as producer_module
@@ -72,6 +72,30 @@ def test_oversized_dead_letter_is_truncated_and_says_from_what_size() -> None:
     (topic, _, value, headers), (_, _, small, small_headers) = fake.sent
     assert topic == "dlq" and value == b"x" * 10 and ("dlq.truncated_from", b"25") in headers
     assert small == b"small" and small_headers == []
+
+
+
+class FullMidway(FakeProducer):
+    """A local queue that is full at the third message (twice), then drains."""
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]],
+                **_: Any) -> None:
+        if len(self.sent) == 2 and self.full_times:
+            self.full_times -= 1
+            raise BufferError("queue full")
+        self.sent.append((topic, key, value, headers))
+
+
+@pytest.mark.parametrize("on_delivery", [None, lambda error, message: None])
+def test_predictions_go_on_from_where_a_full_queue_stopped_them(on_delivery: Any) -> None:
+    fake = FullMidway(full_times=2)
+    producer = OutputProducer(settings(), ignore, client=fake)  # type: ignore[arg-type]
+    source = Incoming(b"k", b"{}", "t", 0, 1)
+    scored = [Scored(b"k%d" % i, b"v%d" % i, [("format", b"json")], source, f"r{i}", float(i)) for i in range(5)]
+    producer.produce_all(BatchResult(scored, [], None, np.arange(5.0)), "pred", "dlq", on_delivery=on_delivery)
+    assert fake.polls == 2
+    assert [(topic, key, value) for topic, key, value, _ in fake.sent] == [("pred", b"k%d" % i, b"v%d" % i)
+                                                                          for i in range(5)]
 
 
 # --- the transactional producer across a broker outage (issue 12 items 2 and 12) ---------------------------------
