@@ -49,6 +49,8 @@ CHALLENGER_STREAM_COUNT = 12_000
 CANARY_STREAM_COUNT = 6_000
 """Records of each canary stream (step 8), each with its outcome a few seconds later."""
 CANARY_FRACTION = 0.2
+CANARY_START_ID = 1_000_000
+"""First record id number of the canary streams (rec-1000000...): ids no earlier stream of the demo used."""
 EVALUATOR_PORT = 5003
 CANARY_GATE = {"AUTO_PROMOTE": "true", "CANARY_MIN_MATCHED": "300", "CANARY_MIN_MINUTES": "0.1",
                "CANARY_DECIDE_SECONDS": "3", "EVALUATION_CHECKPOINT_SECONDS": "1", "EVALUATION_MLFLOW_SECONDS": "3"}
@@ -358,10 +360,12 @@ def _challenger_version(client: Any, name: str) -> str | None:
         return None
 
 
-def _canary_stream(env: dict[str, str], stream_csv: Path) -> None:
+def _canary_stream(env: dict[str, str], stream_csv: Path, start_id: int) -> None:
+    """Records with their outcomes; ids from ``start_id`` on: the earlier streams used rec-0..., and the
+    evaluator joins an outcome to the first prediction of its record id (later ones are duplicates)."""
     run([str(BIN / "housing-produce"), "--csv", str(stream_csv), "--count", str(CANARY_STREAM_COUNT), "--rate",
-         "1000", "--outcomes", "--outcome-delay", "2s..10s", "--seed", str(int(time.time())), "--no-progress",
-         "--log-level", "WARNING"], env=env, stdout=subprocess.DEVNULL)
+         "1000", "--start-id", str(start_id), "--outcomes", "--outcome-delay", "2s..10s", "--seed",
+         str(int(time.time())), "--no-progress", "--log-level", "WARNING"], env=env, stdout=subprocess.DEVNULL)
 
 
 def _decided(client: Any, name: str, version: str, tag: str, deadline: float) -> dict[str, Any] | None:
@@ -399,7 +403,7 @@ def canary_phase(settings: Any, env: dict[str, str], stream_csv: Path, home: Pat
     better = _challenger_version(client, name)
     status, _ = http("PUT", f"{admin}/api/canary", {"fraction": CANARY_FRACTION}, key=api_key_of(env))
     print(f"  challenger v{better}; PUT /api/canary fraction {CANARY_FRACTION} -> HTTP {status}")
-    _canary_stream(env, stream_csv)
+    _canary_stream(env, stream_csv, CANARY_START_ID)
     evidence = _decided(client, name, str(better), PROMOTED_TAG, 180) if better else None
     if evidence:
         print(f"  {GREEN}the gate promoted v{better}{RESET} (decision {evidence.get('decision_id')}):")
@@ -414,7 +418,7 @@ def canary_phase(settings: Any, env: dict[str, str], stream_csv: Path, home: Pat
     bad = _challenger_version(client, name)
     status, _ = http("PUT", f"{admin}/api/canary", {"fraction": CANARY_FRACTION}, key=api_key_of(env))
     print(f"  bad challenger v{bad}; PUT /api/canary fraction {CANARY_FRACTION} -> HTTP {status}")
-    _canary_stream(env, stream_csv)
+    _canary_stream(env, stream_csv, CANARY_START_ID + CANARY_STREAM_COUNT)
     evidence = _decided(client, name, str(bad), REJECTED_TAG, 180) if bad else None
     if evidence:
         print(f"  {GREEN}the gate rolled v{bad} back{RESET} (decision {evidence.get('decision_id')}):")
