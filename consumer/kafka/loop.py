@@ -34,7 +34,7 @@ from consumer.kafka.clients import INCREMENTAL_PROTOCOLS, GroupProtocolInUse, co
 from consumer.kafka.commit import AtLeastOnceCommit, CommitStrategy, ExactlyOnceCommit
 from consumer.kafka.oversize import RefusedOutputs, max_output_bytes
 from consumer.kafka.policy import FATAL_CODES, BatchFailures, ClientErrors, RetryClock
-from consumer.kafka.positions import rewind, rewind_to_committed
+from consumer.kafka.positions import rewind, rewind_to_committed, wake_fetchers
 from consumer.kafka.producer import OutputProducer, TransactionalProducer
 from consumer.state import ScorerState
 from schemas.codecs import PredictionEncoder, RecordDecoder, registry_client
@@ -259,9 +259,11 @@ class ScoringLoop:
         self.state.set_assignment(frozenset())
 
     # --- rebalance callbacks (run inside poll()/consume(), never during a batch) -----------------------
-    # Not calling assign() here lets the client apply the change itself: incremental_assign / incremental_unassign
-    # for the incremental protocols (the callbacks name only the partitions that move), assign / unassign for
-    # the eager one (the callbacks name the whole assignment).
+    # Eager protocol: the client applies the change after the callback (assign / unassign of the whole
+    # assignment). Incremental protocols: the callback applies it (incremental_assign / incremental_unassign of
+    # the partitions that move), then wakes the fetchers of the partitions kept, which librdkafka paused for the
+    # callback and resumes without waking their broker thread (positions.wake_fetchers). A call that fails is left
+    # to the client: it applies the change itself when the callback did not.
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         added = {(tp.topic, tp.partition) for tp in partitions}
         self._ever_assigned = True
@@ -269,12 +271,31 @@ class ScoringLoop:
         self.state.set_assignment(frozenset(self._assigned))
         if added or not self.incremental:
             logger.info("assigned %s; now own %s", describe_partitions(partitions), self._describe_assigned())
+        self._apply_incremental(consumer, partitions, assign=True)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._take_away(partitions, lost=False)
+        self._apply_incremental(consumer, partitions, assign=False)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._take_away(partitions, lost=True)
+        self._apply_incremental(consumer, partitions, assign=False)
+
+    def _apply_incremental(self, consumer: Consumer, partitions: list[TopicPartition], *, assign: bool) -> None:
+        """Incremental protocols: apply the change now (after what was in flight was finished), then wake the
+        fetchers of the partitions still assigned."""
+        if not self.incremental:
+            return
+        try:
+            if assign:
+                consumer.incremental_assign(partitions)
+            else:
+                consumer.incremental_unassign(partitions)
+        except KafkaException as exc:
+            logger.warning("incremental %s of %s failed (the client applies it after the callback): %s",
+                           "assign" if assign else "unassign", describe_partitions(partitions), exc)
+            return
+        wake_fetchers(consumer)
 
     def _take_away(self, partitions: list[TopicPartition], *, lost: bool) -> None:
         """Partitions revoked (the strategy first finishes the commit in flight, exactly-once, or commits what is

@@ -3,7 +3,8 @@
 ``rewind`` sends a batch nothing of which was produced back to its first records. ``rewind_to_committed`` is for
 after an aborted transaction or a replaced producer: every assigned partition goes to its committed offset as the
 broker has it, never to a position remembered in memory. ``seek`` retries a failed seek briefly and then stops the
-scorer: a partition left past records that were never scored would lose them.
+scorer: a partition left past records that were never scored would lose them. ``wake_fetchers`` gets the partitions
+kept through an incremental rebalance fetched again at once.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import threading
 from collections.abc import Collection, Sequence
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from consumer.core.scoring import Incoming
 from consumer.errors import ScorerFatalError
@@ -24,6 +25,8 @@ COMMITTED_TIMEOUT_SECONDS = 10.0
 """One attempt at reading the committed offsets; retried, backing off, while the broker does not answer."""
 SEEK_ATTEMPTS = 5
 """A seek is local to the consumer; failing this often in a row (about 3 s of back-off) it is fatal."""
+WAKE_TIMEOUT_SECONDS = 1.0
+"""``wake_fetchers`` waits this long at most for the answer (what it is for is sending the request)."""
 
 
 def rewind(consumer: Consumer, batch: Sequence[Incoming], clock: RetryClock | None = None) -> None:
@@ -121,6 +124,28 @@ def seek(consumer: Consumer, target: TopicPartition, clock: RetryClock) -> bool:
             if backoff.wait():
                 return False
     return False  # not reached: the last attempt returns or raises
+
+
+def wake_fetchers(consumer: Consumer) -> None:
+    """After an incremental rebalance callback, have the partitions still assigned fetched again now.
+
+    librdkafka pauses every assigned partition while the application serves an incremental rebalance callback,
+    throws away what it had prefetched, and resumes them when incremental_assign / incremental_unassign is called.
+    The resume does not wake the thread of the partition's leader: when it was fetching nothing else (every
+    partition of this member on that broker was paused), it adds them back to its fetch list only when it next
+    wakes for some other reason, at the latest after 1 s (its fixed idle wait). Measured: kept partitions without a
+    record for 0.5-0.9 s after a revoke with the consumer protocol. A request to each leader wakes its thread at
+    once (and its answer once more): ListOffsets, the cheapest one a consumer can send, for every assigned
+    partition in one call. It moves no position; a failure only leaves the wait to librdkafka.
+    """
+    assigned = consumer.assignment()
+    if not assigned:
+        return
+    try:
+        consumer.offsets_for_times([TopicPartition(tp.topic, tp.partition, OFFSET_END) for tp in assigned],
+                                   timeout=WAKE_TIMEOUT_SECONDS)
+    except (KafkaException, RuntimeError) as exc:
+        logger.debug("waking the fetchers after a rebalance: %s", exc)
 
 
 def describe(partitions: Sequence[TopicPartition]) -> str:

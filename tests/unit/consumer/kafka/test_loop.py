@@ -101,6 +101,15 @@ class ScriptedConsumer:
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
         return []
 
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        """The loop applies an incremental change in the callback; this fake keeps its own assignment."""
+
+    def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
+        """As incremental_assign."""
+
+    def offsets_for_times(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return partitions  # the loop's wake-up call after a rebalance (its answer is not used)
+
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
         self.commits.append(({(tp.topic, tp.partition): tp.offset for tp in offsets}, asynchronous))
 
@@ -274,6 +283,15 @@ class RebalancingConsumer:
 
     def subscribe(self, topics: list[str], *, on_assign: Any, on_revoke: Any, on_lost: Any) -> None:
         self.on_assign, self.on_revoke = on_assign, on_revoke
+
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        """The loop applies an incremental change in the callback; this fake keeps its own assignment."""
+
+    def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
+        """As incremental_assign."""
+
+    def offsets_for_times(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return partitions  # the loop's wake-up call after a rebalance (its answer is not used)
 
     def _assign(self) -> None:
         self.assigned = [TopicPartition("t", 0)]

@@ -215,6 +215,15 @@ class LogConsumer:
     def consumer_group_metadata(self) -> object:
         return object()
 
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        """The loop applies an incremental change in the callback; this fake keeps its own assignment."""
+
+    def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
+        """As incremental_assign."""
+
+    def offsets_for_times(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return partitions  # the loop's wake-up call after a rebalance (its answer is not used)
+
     def assignment(self) -> list[TopicPartition]:
         return self.assigned
 

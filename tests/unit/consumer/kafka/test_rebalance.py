@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_END, KafkaError, KafkaException, TopicPartition
 
 from config.settings import Settings, load_settings
 from config.spec import SettingsError
@@ -181,8 +181,9 @@ class IncrementalConsumer:
         if 0 in self.assigned and self.next[0] < self.end[0]:
             return self._take(0)
         if self.assigned:
-            self.on_revoke(self, [TopicPartition("t", p) for p in self.assigned])
-            self.events.append(f"revoked {self.assigned}")
+            revoked = list(self.assigned)
+            self.on_revoke(self, [TopicPartition("t", p) for p in revoked])
+            self.events.append(f"revoked {revoked}")
             self.assigned = []
         assert self.loop is not None
         self.loop.stop()
@@ -202,6 +203,22 @@ class IncrementalConsumer:
 
     def committed(self, partitions: list[TopicPartition], timeout: float | None = None) -> list[TopicPartition]:
         return [TopicPartition(tp.topic, tp.partition, self.committed_offsets[tp.partition]) for tp in partitions]
+
+    # librdkafka pauses every assigned partition for an incremental callback and resumes them in
+    # incremental_assign / incremental_unassign, without waking their fetcher; the loop must apply the change
+    # itself and then send the leaders a request (offsets_for_times) that wakes them.
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        self.events.append(f"incremental_assign {sorted(tp.partition for tp in partitions)}")
+        self.assigned = sorted({*self.assigned, *(tp.partition for tp in partitions)})
+
+    def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
+        self.events.append(f"incremental_unassign {sorted(tp.partition for tp in partitions)}")
+        self.assigned = [p for p in self.assigned if p not in {tp.partition for tp in partitions}]
+
+    def offsets_for_times(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        assert all(tp.offset == OFFSET_END for tp in partitions)  # the latest offsets: nothing is sought
+        self.events.append(f"wake {sorted(tp.partition for tp in partitions)}")
+        return [TopicPartition(tp.topic, tp.partition, self.end[tp.partition]) for tp in partitions]
 
     def seek(self, tp: TopicPartition) -> None:
         self.seeks.append((tp.partition, tp.offset))
@@ -257,7 +274,7 @@ class FailingFirstCommit(EventProducer):
     fail_commits = 1
 
 
-def run_incremental(monkeypatch: pytest.MonkeyPatch, producer_class: type[EventProducer],
+def run_incremental(monkeypatch: pytest.MonkeyPatch, producer_class: type[EventProducer], **flat: Any,
                     ) -> tuple[ScoringLoop, IncrementalConsumer, EventProducer, list[frozenset[int]]]:
     IncrementalConsumer.events = []
     assignments: list[frozenset[int]] = []
@@ -268,7 +285,7 @@ def run_incremental(monkeypatch: pytest.MonkeyPatch, producer_class: type[EventP
         report(state, partitions)
 
     monkeypatch.setattr(ScorerState, "set_assignment", recording)
-    scoring = run_loop(monkeypatch, IncrementalConsumer, producer_class)
+    scoring = run_loop(monkeypatch, IncrementalConsumer, producer_class, **flat)
     [consumer], [made] = IncrementalConsumer.made, RecordingProducer.made
     assert isinstance(made, EventProducer)
     return scoring, consumer, made, assignments
@@ -281,8 +298,9 @@ def test_an_incremental_revoke_commits_the_transaction_in_flight_drops_only_the_
     # Batch 1 (t[0]@5, t[1]@8) is committed before t[1] moves; batch 2's record of t[1] (@9) is dropped, its new
     # owner scores it from the committed offset 9; t[0]@6 of the same batch is scored, t[0] is never sought back.
     assert made.values == ["0:5", "1:8", "0:6"]
-    assert consumer.events == ["produce 0:5", "produce 1:8", "send_offsets 0:6,1:9", "commit", "revoked [1]",
-                               "produce 0:6", "send_offsets 0:7", "commit", "revoked [0]"]
+    assert [e for e in consumer.events if not e.startswith(("incremental", "wake"))] == [
+        "produce 0:5", "produce 1:8", "send_offsets 0:6,1:9", "commit", "revoked [1]", "produce 0:6",
+        "send_offsets 0:7", "commit", "revoked [0]"]
     assert consumer.seeks == []
     # The assignment is taken from, not emptied: t[0] stays assigned while t[1] moves.
     assert assignments == [frozenset({0, 1}), frozenset({0}), frozenset(), frozenset()]  # the last at close
@@ -296,7 +314,43 @@ def test_a_commit_that_fails_in_the_revoke_sends_the_kept_partitions_back_to_the
     # batch 2 (t[0]@6, t[1]@9) is dropped whole. t[0] is then scored again from 5, once.
     assert consumer.seeks == [(0, 5)]
     assert made.values == ["0:5", "1:8", "0:5", "0:6"]
-    assert consumer.events == ["produce 0:5", "produce 1:8", "send_offsets 0:6,1:9", "commit failed", "abort",
-                               "revoked [1]", "produce 0:5", "send_offsets 0:6", "commit", "produce 0:6",
-                               "send_offsets 0:7", "commit", "revoked [0]"]
+    assert [e for e in consumer.events if not e.startswith(("incremental", "wake"))] == [
+        "produce 0:5", "produce 1:8", "send_offsets 0:6,1:9", "commit failed", "abort", "revoked [1]", "produce 0:5",
+        "send_offsets 0:6", "commit", "produce 0:6", "send_offsets 0:7", "commit", "revoked [0]"]
     assert scoring.state.counts["consumed"] == 2  # only the committed batch counts
+
+
+@pytest.mark.parametrize("protocol", ["consumer", "classic"])
+def test_after_an_incremental_callback_the_loop_applies_the_change_and_wakes_the_fetchers_of_the_partitions_kept(
+        monkeypatch: pytest.MonkeyPatch, protocol: str) -> None:
+    # librdkafka resumes the kept partitions (paused for the callback) without waking their broker thread, which
+    # then fetched nothing for up to 1 s (0.5-0.9 s measured). The revoke commits first, then gives t[1] up, then
+    # sends t[0]'s leader a request; at the assign, the same for both partitions; the last revoke leaves nothing
+    # to wake.
+    _, consumer, _, _ = run_incremental(monkeypatch, EventProducer, **{"kafka.group_protocol": protocol})
+    assert consumer.events == [
+        "incremental_assign [0, 1]", "wake [0, 1]", "produce 0:5", "produce 1:8", "send_offsets 0:6,1:9", "commit",
+        "incremental_unassign [1]", "wake [0]", "revoked [1]", "produce 0:6", "send_offsets 0:7", "commit",
+        "incremental_unassign [0]", "revoked [0]"]
+
+
+def test_with_the_eager_protocol_the_client_applies_the_change_and_nothing_needs_waking(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _, consumer, _, _ = run_incremental(monkeypatch, EventProducer, **{"kafka.group_protocol": "classic-eager"})
+    assert not [e for e in consumer.events if e.startswith(("incremental", "wake"))]
+
+
+class RefusingIncrementalCalls(IncrementalConsumer):
+    def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
+        raise KafkaException(KafkaError(KafkaError._STATE, "not in a rebalance"))
+
+
+def test_an_incremental_call_that_fails_in_the_callback_is_left_to_the_client(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    IncrementalConsumer.events = []
+    RefusingIncrementalCalls.made = IncrementalConsumer.made = []
+    run_loop(monkeypatch, RefusingIncrementalCalls, EventProducer)
+    [consumer] = RefusingIncrementalCalls.made
+    # No wake after the failed unassign (t[1] would still be assigned), and the loop scores on.
+    assert "wake [0]" not in consumer.events and "produce 0:6" in consumer.events
+    assert "incremental unassign of t[1] failed (the client applies it after the callback)" in caplog.text
