@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 
 import fastavro
 import pytest
@@ -103,7 +104,7 @@ def test_a_confluent_outcome_written_with_another_field_order_is_resolved_by_its
 
 @pytest.mark.parametrize("subject", [None, "custom-outcomes-value"])
 def test_the_confluent_encoder_registers_under_its_subject(subject: str | None) -> None:
-    registry = registry_client(f"mock://outcome-subject-{subject}")
+    registry = registry_client(f"mock://outcome-subject-{uuid.uuid4().hex}")  # a store of its own
     assert registry is not None
     encoder = OutcomeEncoder(registry) if subject is None else OutcomeEncoder(registry, subject=subject)
     encoder.encode(GOOD, WireFormat.AVRO_CONFLUENT)
