@@ -208,15 +208,22 @@ def test_fallback_file_predicts_exactly_what_the_champion_predicts(
 
 
 def test_promoting_again_archives_the_previous_production_version(
-    promoted: TrainingResult, mlflow_tracking_uri: str, model_name: str, tmp_path: Path
+    mlflow_tracking_uri: str, model_name: str, tmp_path: Path
 ) -> None:
-    third = train_and_register(TrainingConfig(
-        tracking_uri=mlflow_tracking_uri, experiment=EXPERIMENT, model_name=model_name, data_path=str(DATA),
-        models=("linear",), promote=True, output_dir=str(tmp_path), sample=1000, progress=False,
-    ))
+    # A model of its own: archiving the module's promoted version would break the tests that read it (in any
+    # order pytest-randomly runs them).
+    name = f"{model_name}_again"
+
+    def promote(run: str) -> TrainingResult:
+        return train_and_register(TrainingConfig(
+            tracking_uri=mlflow_tracking_uri, experiment=EXPERIMENT, model_name=name, data_path=str(DATA),
+            models=("linear",), promote=True, output_dir=str(tmp_path / run), sample=1000, progress=False,
+        ))
+
+    first, second = promote("first"), promote("second")
     client = _client(mlflow_tracking_uri)
-    assert third.version == "3"
-    assert third.archived_versions == ("2",)
-    assert client.get_model_version(model_name, "2").current_stage == "Archived"
-    assert client.get_model_version(model_name, "3").current_stage == "Production"
-    assert client.get_model_version_by_alias(model_name, "champion").version == "3"
+    assert (first.version, first.archived_versions) == ("1", ())
+    assert (second.version, second.archived_versions) == ("2", ("1",))
+    assert client.get_model_version(name, "1").current_stage == "Archived"
+    assert client.get_model_version(name, "2").current_stage == "Production"
+    assert client.get_model_version_by_alias(name, "champion").version == "2"
