@@ -22,7 +22,6 @@ from consumer.evaluation.run import Evaluator
 from consumer.kafka.evaluation_io import latest_values
 from schemas.codecs import WireFormat
 from schemas.outcomes import Outcome
-from stack.processes import free_port
 from tests.conftest import RegisteredModel
 from tests.evaluation_support import Pred, Writer, direct_metrics, entry, evaluation_topics
 from tests.helpers import read_to_end, wait_for
@@ -38,7 +37,7 @@ def settings(settings_factory: Callable[..., Settings], topic_factory: Callable[
     return settings_factory(evaluation_topics(topic_factory), **{
         **registered_model.settings_overrides(), "evaluation.evaluator_id": f"ev-{uuid.uuid4().hex[:6]}",
         "evaluation.window_seconds": WINDOW_S, "evaluation.checkpoint_seconds": 0.3,
-        "evaluation.mlflow_seconds": 0.3, "evaluation.port": free_port()})
+        "evaluation.mlflow_seconds": 0.3, "evaluation.port": 0})  # it binds a free port: http_port
 
 
 @pytest.fixture
