@@ -33,9 +33,7 @@ from consumer.models.canary import fleet_canary, promote_canary, reject_canary, 
 
 
 def policy_of(settings: Settings) -> GatePolicy:
-    canary = settings.canary
-    return GatePolicy(canary.min_matched, canary.min_minutes, canary.promote_margin, canary.rollback_margin,
-                      canary.max_error_rate, canary.max_non_finite, canary.max_drift_psi)
+    return GatePolicy.from_settings(settings.canary)
 
 
 def parse_canary(body: object) -> tuple[float | None, str | None]:

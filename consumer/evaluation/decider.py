@@ -96,9 +96,7 @@ class CanaryDecider:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         canary = settings.canary
-        self.policy = GatePolicy(canary.min_matched, canary.min_minutes, canary.promote_margin,
-                                 canary.rollback_margin, canary.max_error_rate, canary.max_non_finite,
-                                 canary.max_drift_psi)
+        self.policy = GatePolicy.from_settings(canary)
         self.enabled = canary.auto_promote or canary.dry_run
         self._client_factory = client_factory
         self._client: Any = None

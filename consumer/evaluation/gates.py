@@ -21,20 +21,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from config.settings import CanarySettings
+
 Action = Literal["promote", "rollback", "wait"]
 
 
 @dataclass(frozen=True)
 class GatePolicy:
-    """The thresholds (settings ``CANARY_*``)."""
+    """The thresholds (settings ``CANARY_*``; their defaults live in the settings table only)."""
 
-    min_matched: int = 2000
-    min_minutes: float = 10.0
-    promote_margin: float = 0.02
-    rollback_margin: float = 0.02
-    max_error_rate: float = 0.01
-    max_non_finite: int = 0
-    max_drift_psi: float = 0.25
+    min_matched: int
+    min_minutes: float
+    promote_margin: float
+    rollback_margin: float
+    max_error_rate: float
+    max_non_finite: int
+    max_drift_psi: float
+
+    @classmethod
+    def from_settings(cls, canary: CanarySettings) -> GatePolicy:
+        return cls(canary.min_matched, canary.min_minutes, canary.promote_margin, canary.rollback_margin,
+                   canary.max_error_rate, canary.max_non_finite, canary.max_drift_psi)
 
 
 @dataclass(frozen=True)

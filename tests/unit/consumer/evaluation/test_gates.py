@@ -26,7 +26,7 @@ def snapshot(canary_rmse: float, champion_rmse: float, *, canary_n: int = 3000, 
                          entry("2", "shadow", 99999, 1.0)]}
 
 
-POLICY = GatePolicy()
+POLICY = GatePolicy.from_settings(load_settings(env={}, config_path=None).canary)  # the documented defaults
 
 
 def test_promotes_a_canary_better_by_more_than_the_margin() -> None:
