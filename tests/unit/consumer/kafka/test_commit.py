@@ -176,16 +176,19 @@ def test_at_least_once_revoke_commits_what_is_acknowledged_and_forgets_the_rest(
 
 def test_at_least_once_lost_partitions_forget_every_batch_in_flight_and_commit_nothing() -> None:
     strategy, consumer, producer, _ = at_least_once()
-    deliver(strategy, [incoming(0, 0)])
-    deliver(strategy, [incoming(1, 0)])
-    producer.callbacks[0](None, None)  # acknowledged, not yet committed; the second still in flight
+    for offset in range(2):  # the first is committed at once, the second waits for the commit interval
+        deliver(strategy, [incoming(0, offset)])
+        producer.callbacks[-1](None, None)
+        strategy.settle()
+    deliver(strategy, [incoming(1, 0)])  # still in flight
+    assert (strategy.acknowledged_partitions, strategy.batches_in_flight) == (1, 1)
     assert strategy.on_lost() is False  # too late to commit: the new owner scores them again
     assert strategy.batches_in_flight == 0 and strategy.acknowledged_partitions == 0
-    # A late acknowledgement of a forgotten batch commits nothing for partitions this member no longer owns.
-    producer.callbacks[1](None, None)
+    # A late acknowledgement of a forgotten batch, or the shutdown, commits nothing for lost partitions.
+    producer.callbacks[-1](None, None)
     strategy.settle()
     strategy.close()
-    assert consumer.commits == []
+    assert consumer.commits == [({("t", 0): 1}, True)]
 
 
 def test_at_least_once_commits_at_most_every_interval_and_everything_when_partitions_move() -> None:
