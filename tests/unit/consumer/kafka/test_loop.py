@@ -13,6 +13,7 @@ from consumer.core.handle import ModelHandle
 from consumer.kafka import loop, producer
 from consumer.kafka.loop import ScoringLoop
 from consumer.state import ScorerState
+from schemas.errors import RegistryUnavailableError
 
 
 def test_a_batch_gathers_until_the_wait_after_the_previous_cut() -> None:
@@ -380,3 +381,42 @@ def test_a_batch_that_gathered_across_a_rebalance_is_dropped_and_rewound(monkeyp
     assert made.values == [b"not json 5", b"not json 6"]
     assert consumer.seeks == [("t", 0, 5)]
     assert scoring.state.counts["consumed"] == 2 and scoring.state.counts["dead_lettered"] == 2
+
+
+# --- the schema registry away (issue 17 item 1): the batch is rewound, never skipped ---------------------------
+
+class RewindingConsumer(ScriptedConsumer):
+    """Seeking puts the record back at the head of the queue, as a real consumer fetches it again."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.seeks: list[tuple[str, int, int]] = []
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.topic, tp.partition, tp.offset))
+        self.records.insert(0, FakeMessage(tp.partition, tp.offset))
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+def test_a_batch_scored_while_the_schema_registry_is_away_is_rewound_and_scored_once_it_answers(
+        monkeypatch: pytest.MonkeyPatch, guarantee: str) -> None:
+    real_score_batch = loop.score_batch
+    attempts: list[int] = []
+
+    def registry_away_once(batch: list[Any], *args: Any, **kwargs: Any) -> Any:
+        attempts.append(batch[0].offset)
+        if len(attempts) == 1:
+            raise RegistryUnavailableError("schema registry at mock:// did not answer")
+        return real_score_batch(batch, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "score_batch", registry_away_once)
+    scoring, consumer, made = run_on_fakes(monkeypatch, guarantee, RewindingConsumer)
+    assert isinstance(consumer, RewindingConsumer)
+    assert consumer.seeks == [("t", 0, 5)]  # back to the batch's first record: nothing skipped
+    assert attempts == [5, 5, 6]  # the same record again, then the next
+    dlq = f"produce {scoring.settings.topics.dead_letter}"
+    assert made.calls.count(dlq) == 2  # nothing was produced for the failed attempt
+    assert scoring.state.counts["consumed"] == 2 and scoring.state.counts["dead_lettered"] == 2
+    committed = [c for c, _ in consumer.commits] or [
+        {("t", 0): int(call.split(":")[1])} for call in made.calls if call.startswith("send_offsets")]
+    assert committed[-1] == {("t", 0): 7}
