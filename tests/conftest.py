@@ -91,11 +91,23 @@ def mlflow_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         server.stop()
 
 
+def _mlflow_registry_uri() -> str | None:
+    """The registry URI set with ``mlflow.set_registry_uri`` (None when unset: it follows the tracking URI)."""
+    if "mlflow" not in sys.modules:
+        return None
+    from mlflow.tracking._model_registry import utils  # MLflow keeps it in this module's global
+
+    return utils._registry_uri  # type: ignore[no-any-return]
+
+
 @pytest.fixture(autouse=True)
 def process_wide_state_restored() -> Iterator[None]:
     """Every test leaves the process as it found it: the environment (training's ``mlflow.set_tracking_uri``
-    exports MLFLOW_TRACKING_URI) and MLflow's global tracking URI, put back even when the test fails."""
+    exports MLFLOW_TRACKING_URI) and MLflow's global tracking and registry URIs, put back even when the test
+    fails. A registry URI left behind sends a later test's ``register_model`` to another server than the one
+    its model was logged to (seen: test_flavours' ``set_registry_uri``, then test_resilience's own server)."""
     before = dict(os.environ)
+    registry_before = _mlflow_registry_uri()
     try:
         yield
     finally:
@@ -104,6 +116,8 @@ def process_wide_state_restored() -> Iterator[None]:
 
             if mlflow.get_tracking_uri() != before.get("MLFLOW_TRACKING_URI"):
                 mlflow.set_tracking_uri(before.get("MLFLOW_TRACKING_URI"))  # type: ignore[arg-type]  # None: unset
+            if _mlflow_registry_uri() != registry_before:
+                mlflow.set_registry_uri(registry_before)  # type: ignore[arg-type]  # None: follow the tracking URI
         if dict(os.environ) != before:
             os.environ.clear()
             os.environ.update(before)
