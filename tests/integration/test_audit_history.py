@@ -92,11 +92,12 @@ async def test_alias_changes_are_audited_with_the_key_name_and_replayed_as_histo
     assert logged == lines
     assert ALICE not in caplog.text and BOB not in caplog.text
 
-    # The version tags: each version carries its own changes (a refused call tags nothing).
-    assert [(t["who"], t["action"]) for t in audit_tags(audit_settings, "2")] == [
-        ("alice", "alias.set"), ("bob", "alias.delete")]
-    assert [(t["who"], t["action"], t["version"]) for t in audit_tags(audit_settings, "1")] == [
-        ("alice", "alias.set", "1")]
+    # The version tags: each version carries its own changes (a refused call tags nothing). The module's model
+    # is shared: the training-promotion test (run before this one in some random orders) tags it as well.
+    api_tags = {version: [t for t in audit_tags(audit_settings, version) if not t["who"].startswith("training:")]
+                for version in ("1", "2")}
+    assert [(t["who"], t["action"]) for t in api_tags["2"]] == [("alice", "alias.set"), ("bob", "alias.delete")]
+    assert [(t["who"], t["action"], t["version"]) for t in api_tags["1"]] == [("alice", "alias.set", "1")]
 
     # The history, from the control topic: the announced events and which version was champion when.
     response = await client.get("/api/model/history")
