@@ -54,8 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     compiled_trees.configure(enabled=settings.scorer.compiled_trees, cache_dir=settings.scorer.compiled_trees_cache)
     service = ScorerService(settings)
+    service.catch_stop_signals()
     try:
         service.start()
+    except KeyboardInterrupt:  # a second stop signal while starting
+        print("housing-scorer: stopped while starting", file=sys.stderr)
+        service.stop()
+        return 130
     except (ModelUnavailable, ScorerFatalError) as exc:
         print(f"housing-scorer: cannot start: {exc}", file=sys.stderr)
         return 2

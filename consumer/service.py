@@ -84,6 +84,20 @@ class ScorerService:
         self.listener: ControlListener | None = None
         self.poller: RegistryPoller | None = None
         self.canary: CanaryWorker | None = None
+        self._stop_signalled = threading.Event()
+
+    def catch_stop_signals(self) -> None:
+        """From now until ``run_forever`` takes over, SIGTERM/SIGINT ask for a stop instead of killing the
+        process: a pod deleted while its model loads still stops cleanly (batch committed, tombstone sent) once
+        started. A second signal while starting gives up at once (Ctrl-C twice on a start that hangs)."""
+        def requested(signum: int, _frame: object) -> None:
+            if self._stop_signalled.is_set():
+                raise KeyboardInterrupt
+            logger.info("%s while starting: stopping once started", signal.Signals(signum).name)
+            self._stop_signalled.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, requested)
 
     # --- start / stop --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -224,6 +238,8 @@ class ScorerService:
         aio_loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             aio_loop.add_signal_handler(sig, stop_requested.set)
+        if self._stop_signalled.is_set():  # signalled during start (catch_stop_signals)
+            stop_requested.set()
         runner = None
         if admin_app is not None and self.settings.admin.enabled:
             runner = await self._start_admin_api(admin_app(self))
