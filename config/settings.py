@@ -156,6 +156,7 @@ class CanarySettings:
     max_error_rate: float = 0.01
     max_non_finite: int = 0
     max_drift_psi: float = 0.25
+    health_min_records: int = 200
     decide_seconds: float = 30.0
 
 

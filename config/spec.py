@@ -396,14 +396,20 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "roll back when the canary's window RMSE is above the champion's by this share"),
     SettingSpec("canary.max_error_rate", 0.01, _fraction,
                 "CANARY_MAX_ERROR_RATE", "canary.max_error_rate", None,
-                "roll back when this share of the canary's records fail (predict_failed, non_finite_prediction)"),
+                "roll back when this share of the canary's records in the window fail (its predict-stage dead "
+                "letters on the records DLQ: predict_failed, non_finite_prediction)"),
     SettingSpec("canary.max_non_finite", 0, _non_negative(_parse_int),
                 "CANARY_MAX_NON_FINITE", "canary.max_non_finite", None,
-                "roll back when the canary predicted more non-finite values than this"),
+                "roll back when the canary predicted more non-finite values than this in the window "
+                "(non_finite_prediction dead letters naming its version)"),
     SettingSpec("canary.max_drift_psi", 0.25, _positive(_parse_float),
                 "CANARY_MAX_DRIFT_PSI", "canary.max_drift_psi", None,
                 "roll back when the population stability index of the canary's predictions against the "
                 "champion's (same window) exceeds this"),
+    SettingSpec("canary.health_min_records", 200, _positive(_parse_int),
+                "CANARY_HEALTH_MIN_RECORDS", "canary.health_min_records", None,
+                "records the canary (for the drift, the champion too) needs in the window before its failure rate "
+                "and prediction drift can roll it back (non-finite predictions count from the first)"),
     SettingSpec("canary.decide_seconds", 30.0, _positive(_parse_float),
                 "CANARY_DECIDE_SECONDS", "canary.decide_seconds", None,
                 "seconds between two evaluations of the gate by housing-evaluate"),

@@ -64,6 +64,9 @@ class Checkpoint:
     """Outcomes dead-lettered, by reason (decode and join reasons)."""
     bad_predictions: int = 0
     """Prediction messages that could not be read (counted, logged: the scorer's own output)."""
+    health: dict[str, Any] = field(default_factory=dict)
+    """``HealthStats.to_state()`` (the deciding evaluator's canary health, with the dead-letter topic's
+    positions); empty when not deciding, and in checkpoints written before it existed."""
 
     def encode(self) -> bytes:
         document = {
@@ -75,6 +78,8 @@ class Checkpoint:
             "stats": self.stats, "counts": [list(c) for c in self.counts], "matched": self.matched,
             "dead_lettered": self.dead_lettered, "bad_predictions": self.bad_predictions,
         }
+        if self.health:
+            document["health"] = self.health
         return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
     @classmethod
@@ -96,6 +101,7 @@ class Checkpoint:
                 matched=int(document["matched"]), dead_lettered={str(k): int(v) for k, v in
                                                                  document["dead_lettered"].items()},
                 bad_predictions=int(document.get("bad_predictions", 0)),
+                health=dict(document.get("health") or {}),
             )
         except CheckpointError:
             raise

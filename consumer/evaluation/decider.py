@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from config.settings import Settings
-from consumer.evaluation.gates import Decision, GatePolicy, decide, table
+from consumer.evaluation.gates import Decision, GatePolicy, Health, decide, table
 from consumer.models.canary import fleet_canary, promote_canary, reject_canary
 from schemas.control import ModelUpdateEvent
 
@@ -87,6 +87,8 @@ class DeciderState:
 
 Output = tuple[str, bytes, bytes]
 """(topic, key, value) to produce inside the open transaction."""
+HealthOf = Callable[[str, str], Health]
+"""(canary version, champion version) -> the canary's health in the window (``HealthStats.health``)."""
 
 
 class CanaryDecider:
@@ -123,9 +125,11 @@ class CanaryDecider:
                         "again and announcing it", record.decision_id, record.action, record.canary_version)
         self.apply_pending()
 
-    def outputs(self, snapshot: Mapping[str, Any]) -> list[Output]:
+    def outputs(self, snapshot: Mapping[str, Any], health: HealthOf | None = None) -> list[Output]:
         """What this checkpoint's transaction carries for the decider: announcements of decisions applied since
-        the last commit, a new decision, and the decider's state when it changed."""
+        the last commit, a new decision, and the decider's state when it changed.
+
+        :param health: the canary's failures, non-finite predictions and drift (None: not known)."""
         out: list[Output] = []
         topics, name = self.settings.topics, self.settings.model.name
         for record in self.state.decisions:
@@ -136,7 +140,7 @@ class CanaryDecider:
         if self.enabled and self._clock() >= self._next:
             self._next = self._clock() + self.settings.canary.decide_seconds
             try:
-                self._evaluate(snapshot)
+                self._evaluate(snapshot, health)
             except Exception:  # the registry away, say: the gate waits for the next round
                 logger.exception("canary gate: evaluation failed; trying again in %.0fs",
                                  self.settings.canary.decide_seconds)
@@ -179,11 +183,12 @@ class CanaryDecider:
             return None, champion
         return str(canary_version.version), champion
 
-    def _evaluate(self, snapshot: Mapping[str, Any]) -> None:
+    def _evaluate(self, snapshot: Mapping[str, Any], health: HealthOf | None) -> None:
         canary, champion = self._versions()
         if canary is None or champion is None or canary == champion or self.state.decided(canary) is not None:
             return
-        decision = decide(snapshot, canary_version=canary, champion_version=champion, policy=self.policy)
+        decision = decide(snapshot, canary_version=canary, champion_version=champion, policy=self.policy,
+                          health=health(canary, champion) if health is not None else None)
         self.last = decision
         if decision.action == "wait":
             logger.debug("canary gate: wait (%s)", decision.reason)

@@ -5,9 +5,11 @@ The canary and the champion are compared on the same sliding window of matched p
 least ``min_matched`` pairs (the champion too) and its first pair is ``min_minutes`` old:
 
 - ``promote`` when canary RMSE <= champion RMSE * (1 - promote_margin);
-- ``rollback`` when canary RMSE >= champion RMSE * (1 + rollback_margin), or at once (no minimum count or age)
-  when its failure rate, its non-finite predictions or its prediction drift against the champion exceed
-  their thresholds;
+- ``rollback`` when canary RMSE >= champion RMSE * (1 + rollback_margin), or at once (no minimum of matched
+  pairs or age) when its failure rate, its non-finite predictions or its prediction drift against the champion
+  exceed their thresholds (``Health``, from ``consumer.evaluation.health``; the failure rate and the drift once
+  the canary, and for the drift the champion too, has ``health_min_records`` records in the window: below that
+  one failure or a few predictions are noise, not evidence; non-finite predictions count from the first);
 - else ``wait``.
 
 The confidence is P(canary MSE < champion MSE) under a normal approximation of each window's mean squared error
@@ -37,11 +39,12 @@ class GatePolicy:
     max_error_rate: float
     max_non_finite: int
     max_drift_psi: float
+    health_min_records: int
 
     @classmethod
     def from_settings(cls, canary: CanarySettings) -> GatePolicy:
         return cls(canary.min_matched, canary.min_minutes, canary.promote_margin, canary.rollback_margin,
-                   canary.max_error_rate, canary.max_non_finite, canary.max_drift_psi)
+                   canary.max_error_rate, canary.max_non_finite, canary.max_drift_psi, canary.health_min_records)
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,15 @@ class Health:
     """What the scorers saw of the canary besides its accuracy (None: not known)."""
 
     error_rate: float | None = None
+    """Failed records / records the canary scored or failed on, in the window."""
     non_finite: int | None = None
+    """Non-finite predictions of the canary in the window."""
     drift_psi: float | None = None
+    """PSI of the canary's predictions against the champion's, in the window."""
+    records: int | None = None
+    """Records the canary scored or failed on in the window (None: not known, the rates are taken as given)."""
+    champion_records: int | None = None
+    """Predictions of the champion in the window (the drift's reference)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,8 @@ class Decision:
     error_rate: float | None = None
     non_finite: int | None = None
     drift_psi: float | None = None
+    health_records: int | None = None
+    """Records the canary scored or failed on in the window (the failure rate's denominator)."""
 
     def evidence(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,14 +139,18 @@ def decide(snapshot: Mapping[str, Any], *, canary_version: str, champion_version
     def answer(action: Action, reason: str) -> Decision:
         return Decision(action, reason, canary_version, champion_version, canary_rmse, champion_rmse, canary_n,
                         champion_n, relative, confidence, round(minutes, 3), snapshot.get("window_start"),
-                        watermark, health.error_rate, health.non_finite, health.drift_psi)
+                        watermark, health.error_rate, health.non_finite, health.drift_psi, health.records)
 
-    if health.error_rate is not None and health.error_rate > policy.max_error_rate:
+    def enough(records: int | None) -> bool:
+        return records is None or records >= policy.health_min_records
+
+    if health.error_rate is not None and enough(health.records) and health.error_rate > policy.max_error_rate:
         return answer("rollback", f"canary failure rate {health.error_rate:.2%} > {policy.max_error_rate:.2%}")
     if health.non_finite is not None and health.non_finite > policy.max_non_finite:
         return answer("rollback", f"canary predicted {health.non_finite} non-finite values "
                                   f"(> {policy.max_non_finite})")
-    if health.drift_psi is not None and health.drift_psi > policy.max_drift_psi:
+    if health.drift_psi is not None and enough(health.records) and enough(health.champion_records) and \
+            health.drift_psi > policy.max_drift_psi:
         return answer("rollback", f"canary prediction drift PSI {health.drift_psi:.3f} > {policy.max_drift_psi}")
     if canary_n < policy.min_matched or champion_n < policy.min_matched:
         return answer("wait", f"matched pairs in the window: canary {canary_n}, champion {champion_n}; "

@@ -5,6 +5,11 @@ policy). The reader whose event time is behind is read first, so a backlog is me
 pending rows stay bounded by the window, however fast it is read. The watermark (the join's clock) is the
 slower input's event time; an input that has caught up counts as now.
 
+The deciding evaluator (``AUTO_PROMOTE`` or ``CANARY_DRY_RUN``) also reads the scorers' dead letters
+(``TOPIC_DEAD_LETTER``) and keeps the canary's health (``consumer.evaluation.health``: failures and non-finite
+predictions from the dead letters, prediction drift from the predictions it reads anyway) for the gate; those
+counts and the dead-letter positions are in the checkpoint too.
+
 Every ``EVALUATION_CHECKPOINT_SECONDS`` one transaction commits the outcomes' dead letters written since the
 previous one, the checkpoint (stats, counts, positions, pending offsets) and the snapshot. A crash loses only
 the open transaction; the restart reads back from the checkpoint (``checkpoint.Resume``). A commit that fails
@@ -24,13 +29,22 @@ from typing import Any
 from config.settings import Settings
 from consumer.evaluation.checkpoint import SIDES, Checkpoint, CheckpointError, Resume
 from consumer.evaluation.decider import CanaryDecider, state_key
+from consumer.evaluation.gates import Health
+from consumer.evaluation.health import HealthStats
 from consumer.evaluation.http import EvaluatorHttp
 from consumer.evaluation.join import Joiner, ObservedOutcome, ScoredPrediction
 from consumer.evaluation.metrics import EvaluatorMetrics
 from consumer.evaluation.mlflow_log import LiveMetricsLogger
 from consumer.evaluation.snapshot import build_snapshot
 from consumer.evaluation.stats import LiveStats
-from consumer.kafka.evaluation_io import EvaluationWriter, InputMessage, InputReader, Start, latest_values
+from consumer.kafka.evaluation_io import (
+    EvaluationKafkaError,
+    EvaluationWriter,
+    InputMessage,
+    InputReader,
+    Start,
+    latest_values,
+)
 from schemas.clock import now_ms
 from schemas.codecs import decode_prediction, registry_client
 from schemas.errors import SchemaError
@@ -91,8 +105,13 @@ class Evaluator:
         self._http: EvaluatorHttp | None = None
         self._resume = Resume(None)
         self.decider: CanaryDecider | None = None
+        # The canary's failures and prediction drift: kept only by a deciding evaluator (the gate's input).
+        self.health_stats: HealthStats | None = None
+        self.dead_letter_reader: InputReader | None = None
         if settings.mlflow.enabled and (settings.canary.auto_promote or settings.canary.dry_run):
             self.decider = CanaryDecider(settings, lambda: _registry_client(settings))
+            self.health_stats = HealthStats(int(evaluation.window_seconds * 1000),
+                                            int(evaluation.bucket_seconds * 1000))
 
     # --- start ---------------------------------------------------------------------------------------------
 
@@ -130,6 +149,8 @@ class Evaluator:
         self.joiner.watermark = checkpoint.watermark
         self.dead_lettered = Counter(checkpoint.dead_lettered)
         self.bad_predictions = checkpoint.bad_predictions
+        if self.health_stats is not None:
+            self.health_stats.restore(checkpoint.health)
         self._resume = Resume(checkpoint)
         logger.info("resuming evaluator %s from its checkpoint of %d (watermark %d): %d pairs matched, %d rows "
                     "pending to read back", checkpoint.evaluator_id, checkpoint.written_at, checkpoint.watermark,
@@ -157,6 +178,8 @@ class Evaluator:
                 for partition, following in checkpoint.next_offsets.get(side, {}).items():
                     if partition in reader.next_offsets:
                         reader.next_offsets[partition] = max(reader.next_offsets[partition], following)
+        if self.health_stats is not None:
+            self.dead_letter_reader = self.open_dead_letter_reader(self.health_stats.dead_letter_offsets, start)
         self.writer = self.open_writer()
         if self._serve_http:
             evaluation = self.settings.evaluation
@@ -169,6 +192,17 @@ class Evaluator:
     def open_reader(self, topic: str, start: Mapping[int, int], default_start: Start) -> InputReader:
         """The reader of one input topic from ``start`` (a seam: the unit tests give a list of messages)."""
         return InputReader(self.settings, topic, start, default_start)
+
+    def open_dead_letter_reader(self, start: Mapping[int, int], default_start: Start) -> InputReader | None:
+        """The reader of the scorers' dead letters (the canary's failures), or None when that topic is missing:
+        the gate then judges the canary without its failures (logged)."""
+        topic = self.settings.topics.dead_letter
+        try:
+            return InputReader(self.settings, topic, start, default_start, with_headers=True)
+        except EvaluationKafkaError as exc:
+            logger.warning("the canary gate cannot read the scorers' dead letters (%s): it decides without the "
+                           "canary's failure rate and non-finite predictions", exc)
+            return None
 
     def open_writer(self) -> EvaluationWriter:
         """The transactional writer of dead letters, checkpoints and snapshots (a seam, like ``open_reader``)."""
@@ -214,6 +248,8 @@ class Evaluator:
             read = self._read_predictions(predictions.poll(POLL_MESSAGES, POLL_SECONDS))
         else:
             read = self._read_outcomes(outcomes.poll(POLL_MESSAGES, POLL_SECONDS))
+        if self.dead_letter_reader is not None:
+            self._read_dead_letters(self.dead_letter_reader.poll(POLL_MESSAGES, 0))
         wall = now_ms()
         prediction_clock = wall if predictions.caught_up else self._prediction_time
         outcome_clock = wall if outcomes.caught_up else self._outcome_time
@@ -226,8 +262,10 @@ class Evaluator:
     def _read_predictions(self, messages: list[InputMessage]) -> int:
         rows = []
         latest = self._prediction_time
+        health = self.health_stats
         for message in messages:
-            if self._resume.classify("predictions", message.partition, message.offset) == "skip":
+            verdict = self._resume.classify("predictions", message.partition, message.offset)
+            if verdict == "skip":
                 continue
             try:
                 row = prediction_of(decode_prediction(message.value or b"", self._registry), message.partition,
@@ -240,6 +278,8 @@ class Evaluator:
                                    self.bad_predictions, exc)
                 continue
             rows.append(row)
+            if health is not None and verdict == "new":  # a restored row was counted before the checkpoint
+                health.add_prediction(row.model_version, row.role, row.prediction, row.scored_at)
             if row.scored_at > latest:
                 latest = row.scored_at
         self._prediction_time = latest
@@ -268,6 +308,14 @@ class Evaluator:
         self.joiner.add_outcomes(rows)
         return len(messages)
 
+    def _read_dead_letters(self, messages: list[InputMessage]) -> None:
+        """The scorers' dead letters: the predict-stage ones count against the version that failed."""
+        health, reader = self.health_stats, self.dead_letter_reader
+        assert health is not None and reader is not None
+        for message in messages:
+            health.add_dead_letter(message.headers, message.timestamp)
+        health.dead_letter_offsets = dict(reader.next_offsets)
+
     def _write_dead_letters(self) -> None:
         for dead in self.joiner.take_dead_letters():
             self.dead_lettered[dead.reason] += 1
@@ -287,12 +335,14 @@ class Evaluator:
             next_offsets={side: dict(reader.next_offsets) for side, reader in self.readers.items()},
             pending={"predictions": predictions, "outcomes": outcomes}, stats=self.stats.to_state(),
             counts=[(k, v, r, n) for (k, v, r), n in sorted(self.joiner.counts.items())],
-            matched=self.joiner.matched, dead_lettered=dict(self.dead_lettered), bad_predictions=self.bad_predictions)
+            matched=self.joiner.matched, dead_lettered=dict(self.dead_lettered), bad_predictions=self.bad_predictions,
+            health=self._health_state())
         snapshot = build_snapshot(self.joiner, evaluator_id=checkpoint.evaluator_id, at_ms=checkpoint.written_at,
                                   dead_lettered=self.dead_lettered, bad_predictions=self.bad_predictions,
                                   unread_pending=self.unread_pending())
         encoded = checkpoint.encode()
-        for topic, key, value in self.decider.outputs(snapshot) if self.decider is not None else ():
+        for topic, key, value in self.decider.outputs(snapshot, self._canary_health) \
+                if self.decider is not None else ():
             self.writer.produce(topic, key, value)
         self.writer.commit(encoded, json.dumps(snapshot, separators=(",", ":")).encode())
         if self.decider is not None:
@@ -301,6 +351,16 @@ class Evaluator:
         self.metrics.checkpoints.inc()
         lag = {reader.topic: reader.lag() for reader in self.readers.values()}
         self.metrics.update(snapshot, lag=lag, checkpoint_bytes=len(encoded))
+
+    def _health_state(self) -> dict[str, Any]:
+        if self.health_stats is None:
+            return {}
+        self.health_stats.prune(self.joiner.watermark)
+        return self.health_stats.to_state()
+
+    def _canary_health(self, canary_version: str, champion_version: str) -> Health:
+        assert self.health_stats is not None
+        return self.health_stats.health(canary_version, champion_version, self.joiner.watermark)
 
     def unread_pending(self) -> dict[str, int]:
         """side -> rows pending at the resumed checkpoint not read back yet (still pending: they count)."""
@@ -322,6 +382,8 @@ class Evaluator:
             self._http.close()
         for reader in getattr(self, "readers", {}).values():
             reader.close()
+        if self.dead_letter_reader is not None:
+            self.dead_letter_reader.close()
         if hasattr(self, "writer"):
             self.writer.close()
 

@@ -1,7 +1,8 @@
 """housing-evaluate's Kafka I/O: the two input readers, the transactional writer, the latest values of the
 compacted evaluator topics.
 
-- ``InputReader``: one topic (predictions or outcomes), every partition assigned by hand from given offsets
+- ``InputReader``: one topic (predictions, outcomes, or the scorers' dead letters for the canary's health), every
+  partition assigned by hand from given offsets
   (no consumer group: the evaluator's positions live in its checkpoint), read_committed, and it knows when it
   has caught up (every partition at its end).
 - ``EvaluationWriter``: a transactional producer (transactional.id from ``EVALUATOR_ID``, so a restarted
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -54,17 +55,23 @@ class InputMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    """Only from a reader opened ``with_headers`` (the dead letters: their reason, stage and model version)."""
+    timestamp: int = 0
+    """The message's Kafka timestamp (epoch ms), only ``with_headers``."""
 
 
 class InputReader:
     """Reads one topic from given offsets, batch by batch.
 
     :param start: partition -> first offset; partitions not in it start at ``default_start``.
+    :param with_headers: keep each message's headers and timestamp (the predictions and outcomes need neither).
     """
 
     def __init__(self, settings: Settings, topic: str, start: Mapping[int, int], default_start: Start,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, *, with_headers: bool = False) -> None:
         self.topic = topic
+        self._with_headers = with_headers
         config = reader_config(settings, "evaluator")
         config.update({"enable.partition.eof": True, "fetch.wait.max.ms": 100,
                        "client.id": f"housing-evaluator-{settings.evaluation.evaluator_id}"})
@@ -115,7 +122,12 @@ class InputReader:
             # Never back: reading again from an older pending row must not move the recorded position back.
             if offset + 1 > self.next_offsets.get(partition, 0):
                 self.next_offsets[partition] = offset + 1
-            out.append(InputMessage(partition, offset, message.key(), message.value()))
+            if self._with_headers:
+                headers = cast("list[tuple[str, bytes | None]]", message.headers() or [])
+                out.append(InputMessage(partition, offset, message.key(), message.value(), tuple(headers),
+                                        message.timestamp()[1]))
+            else:
+                out.append(InputMessage(partition, offset, message.key(), message.value()))
         return out
 
     def lag(self, timeout: float = 1.0) -> int:
