@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ import pytest
 from consumer.kafka.topic_reader import read_model_updates
 from consumer.service import ScorerService
 from schemas.control import ModelUpdateEvent
+from stack.mlflow_server import WEBHOOK_CACHE_TTL_SECONDS
 from stack.webhooks import RECEIVER_PATH, REGISTRY_EVENTS, register_webhook
 from tests.conftest import EXTERNAL_MLFLOW
 from tests.helpers import wait_for
@@ -48,12 +51,20 @@ def webhook_names(mlflow_tracking_uri: str) -> Iterator[list[str]]:
             mlflow_client.delete_webhook(webhook.webhook_id)
 
 
+def wait_out_webhook_cache() -> None:
+    """Each MLflow worker caches the webhook list of an event for ``MLFLOW_WEBHOOK_CACHE_TTL`` seconds, and
+    ``two_versions`` has just set aliases, filling that cache without the webhook registered next: an alias
+    moved within the TTL reaches no receiver (seen in full runs: the alias set 1 s after registering, no
+    delivery). Once the TTL has passed since registration, every cached list holds the webhook, so this is a
+    documented bound, not a guess. The session server's TTL is ``LocalMlflow.webhook_env``'s unless the
+    environment sets one (the server inherits it)."""
+    time.sleep(float(os.environ.get("MLFLOW_WEBHOOK_CACHE_TTL", WEBHOOK_CACHE_TTL_SECONDS)) + 0.5)
+
+
 def webhook_events(settings: Any, model_name: str) -> list[ModelUpdateEvent]:
     return [e for e in read_model_updates(settings) if e.model_name == model_name]
 
 
-@pytest.mark.xfail(strict=False, reason="unstable in full-suite runs (2 of 4 on 2026-12-01: the delivery-driven "
-                   "reload did not follow in time), green alone; not diagnosed yet, see the issue 16 closing note")
 def test_alias_moved_in_mlflow_reloads_the_scorer_from_the_delivery(
         settings_factory: Any, stream_topics: dict[str, str], mlflow_tracking_uri: str, tmp_path: Path,
         group_id: str, webhook_names: list[str], caplog: pytest.LogCaptureFixture) -> None:
@@ -72,6 +83,7 @@ def test_alias_moved_in_mlflow_reloads_the_scorer_from_the_delivery(
             registered = register_webhook(mlflow_tracking_uri, admin.url + RECEIVER_PATH, SECRET,
                                           name=webhook_names[-1])
             assert registered.created and registered.events == REGISTRY_EVENTS
+            wait_out_webhook_cache()
 
             client(mlflow_tracking_uri).set_registered_model_alias(name, "champion", v2)  # MLflow only
 
@@ -115,6 +127,7 @@ def test_a_delivery_signed_with_another_secret_changes_nothing(
             webhook_names.append(f"wrong-secret-{uuid.uuid4().hex[:8]}")
             register_webhook(mlflow_tracking_uri, admin.url + RECEIVER_PATH, "not-the-secret",
                              name=webhook_names[-1])
+            wait_out_webhook_cache()
             client(mlflow_tracking_uri).set_registered_model_alias(name, "champion", v2)
 
             # "Nothing happened" means something only once the delivery has arrived: its refusal is audited.
