@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -312,7 +313,9 @@ def mlflow_serve(env: BenchEnv, version: str, requests: int = 60, batch: int = 1
 
 
 def run(env: BenchEnv, *, count: int, batch_max_records: int, batch_max_wait_ms: int,
-        baseline_root: Path | None = None) -> dict[str, Any]:
+        baseline_root: Path | None = None, profiles_dir: Path | None = None) -> dict[str, Any]:
+    """:param profiles_dir: where the py-spy profiles of the eos and alo runs are kept (``<name>.pyspy``,
+        collapsed stacks: ``flamegraph.pl`` or speedscope read them); None: not kept."""
     assert env.model is not None
     version = env.model.versions[-1]
     in_topic = env.create_topic(f"bench-{env.run_id}-efficiency.records")
@@ -332,6 +335,10 @@ def run(env: BenchEnv, *, count: int, batch_max_records: int, batch_max_wait_ms:
         variants[name] = scorer_run(env, in_topic, count, guarantee=guarantee, tag=f"ef-{name}",
                                     batch_max_records=batch_max_records, batch_max_wait_ms=batch_max_wait_ms,
                                     root=root, extra_env=extra, profile=name in ("eos", "alo"))
+        kept = env.scratch / f"ef-{name}.pyspy"
+        if profiles_dir is not None and kept.exists():
+            profiles_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(kept, profiles_dir / f"{name}.pyspy")
         v = variants[name]
         step(f"  {name}: {v.get('cpu_us_per_record')} CPU us/record, {v.get('records_per_s')} records/s, "
              f"start-up {v.get('startup_cpu_seconds')} CPU s, peak RSS {v.get('peak_rss_mb_sampled')} MB, "

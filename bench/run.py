@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             result = efficiency.run(env, count=args.efficiency_records or (30_000 if q else 800_000),
                                     batch_max_records=batch_max_records, batch_max_wait_ms=batch_max_wait_ms,
-                                    baseline_root=args.baseline_root)
+                                    baseline_root=args.baseline_root, profiles_dir=out_dir / "profiles")
             result["quick"] = q
             document["efficiency"] = result
             loads["after_efficiency"] = load_average()
