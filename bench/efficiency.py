@@ -49,8 +49,21 @@ TARGETS = {"eos_cpu_us_per_record": 10.0, "alo_cpu_us_per_record": 8.0, "eos_ove
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
+    """User + system CPU of the process and of its live children (the workers of ``--workers N``)."""
+    total = 0.0
+    for each in (process, *process.children(recursive=True)):
+        try:
+            times = each.cpu_times()
+        except psutil.Error:  # a child that just exited
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _broker_process(env: BenchEnv) -> psutil.Process | None:
+    """The local broker started for this run (None with ``--bootstrap-servers``)."""
+    pid = env._kafka.running_pid() if env._kafka is not None else None
+    return psutil.Process(pid) if pid is not None else None
 
 
 def _thread_cpu(pid: int) -> dict[str, float]:
@@ -97,16 +110,20 @@ def summarize_profile(raw: str) -> dict[str, float]:
 
 def scorer_run(env: BenchEnv, in_topic: str, count: int, *, guarantee: str, tag: str, batch_max_records: int,
                batch_max_wait_ms: int, root: Path = PROJECT_ROOT,
-               extra_env: dict[str, str] | None = None, profile: bool = False) -> dict[str, Any]:
-    """One scorer drains the backlog; its CPU per record over the steady window, start-up CPU, records/s, RSS."""
+               extra_env: dict[str, str] | None = None, profile: bool = False,
+               args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One scorer drains the backlog; its CPU per record over the steady window, start-up CPU, records/s, RSS,
+    and the broker's CPU per record over the same window (its share of the two cores)."""
     topics = env.fresh_topics(tag)
     topics = type(topics)(in_topic, topics.predictions, topics.dead_letter, topics.model_updates,
                           topics.scorer_status)
     group_id = env.group_id(tag)
     scorer = ScorerProcess(env, topics, group_id=group_id, guarantee=guarantee, batch_max_records=batch_max_records,
                            batch_max_wait_ms=batch_max_wait_ms, log_path=env.scratch / f"{tag}.log",
-                           extra_env=extra_env, root=root).start()
+                           extra_env=extra_env, root=root, args=args).start()
     process = psutil.Process(scorer.pid)
+    broker = _broker_process(env)
+    broker_first = broker_last = 0.0
     threads_first: dict[str, float] = {}
     threads_last: dict[str, float] = {}
     spy: subprocess.Popen[bytes] | None = None
@@ -123,12 +140,14 @@ def scorer_run(env: BenchEnv, in_topic: str, count: int, *, guarantee: str, tag:
                 point = (now, _cpu_seconds(process), time.monotonic())
                 if first is None:
                     first = point
+                    broker_first = _cpu_seconds(broker) if broker is not None else 0.0
                     threads_first = _thread_cpu(scorer.pid)
                     if profile:
                         spy = _start_profile(scorer.pid, env.scratch / f"{tag}.pyspy")
                 if now < count:
                     threads_last = _thread_cpu(scorer.pid)
                 last = point
+                broker_last = _cpu_seconds(broker) if broker is not None else 0.0
             bar.update(now - done)
             done = now
     finally:
@@ -151,6 +170,10 @@ def scorer_run(env: BenchEnv, in_topic: str, count: int, *, guarantee: str, tag:
         spent = {kind: threads_last.get(kind, 0.0) - threads_first.get(kind, 0.0) for kind in threads_last}
         result["cpu_us_per_record_by_thread"] = {kind: round(seconds / records * 1e6, 2)
                                                  for kind, seconds in spent.items()}
+        if broker is not None:
+            result["broker_cpu_us_per_record"] = round((broker_last - broker_first) / records * 1e6, 2)
+            result["broker_share_of_cpu"] = round((broker_last - broker_first) / (
+                (broker_last - broker_first) + (last[1] - first[1])), 3)
     if profile and (env.scratch / f"{tag}.pyspy").exists():
         result["python_profile_shares"] = summarize_profile((env.scratch / f"{tag}.pyspy").read_text())
     return result
@@ -323,18 +346,22 @@ def run(env: BenchEnv, *, count: int, batch_max_records: int, batch_max_wait_ms:
     preload(env.client_config, in_topic, count)
     step("efficiency: the model alone on the same records (compiled trees and per-tree walk)")
     predict = predict_limit(env, batch_max_records)  # also leaves the compiled library in the cache
-    plan: list[tuple[str, str, Path, dict[str, str]]] = []
+    plan: list[tuple[str, str, Path, dict[str, str], tuple[str, ...]]] = []
     for guarantee, short in (("exactly_once", "eos"), ("at_least_once", "alo")):
-        plan.append((short, guarantee, PROJECT_ROOT, {}))
+        plan.append((short, guarantee, PROJECT_ROOT, {}, ()))
         if baseline_root is not None:
-            plan.append((f"{short}_baseline", guarantee, baseline_root, {}))
-    plan.append(("eos_per_tree", "exactly_once", PROJECT_ROOT, {"MODEL_COMPILED_TREES": "false"}))
+            plan.append((f"{short}_baseline", guarantee, baseline_root, {}, ()))
+    plan.append(("eos_per_tree", "exactly_once", PROJECT_ROOT, {"MODEL_COMPILED_TREES": "false"}, ()))
+    if (PROJECT_ROOT / "consumer" / "supervisor").is_dir():
+        # Every core (lever 4): the same backlog through one parent and two workers in one group.
+        plan.append(("eos_workers_2", "exactly_once", PROJECT_ROOT, {}, ("--workers", "2")))
+        plan.append(("alo_workers_2", "at_least_once", PROJECT_ROOT, {}, ("--workers", "2")))
     variants: dict[str, dict[str, Any]] = {}
-    for name, guarantee, root, extra in plan:
+    for name, guarantee, root, extra, args in plan:
         step(f"efficiency: {name} over {count:,} records")
         variants[name] = scorer_run(env, in_topic, count, guarantee=guarantee, tag=f"ef-{name}",
                                     batch_max_records=batch_max_records, batch_max_wait_ms=batch_max_wait_ms,
-                                    root=root, extra_env=extra, profile=name in ("eos", "alo"))
+                                    root=root, extra_env=extra, profile=name in ("eos", "alo"), args=args)
         kept = env.scratch / f"ef-{name}.pyspy"
         if profiles_dir is not None and kept.exists():
             profiles_dir.mkdir(parents=True, exist_ok=True)
@@ -367,7 +394,12 @@ def run(env: BenchEnv, *, count: int, batch_max_records: int, batch_max_wait_ms:
         "eos_cpu_over_raw_kafka_plus_predict": round(eos["cpu_us_per_record"] / (
             raw["eos_lz4"]["cpu_us_per_record"] + predict["compiled_cpu_us_per_record"]), 2),
     }
-    peak = max(v.get("peak_rss_mb_vmhwm") or 0 for v in variants.values() if v["root"] == "current")
+    for name in ("eos_workers_2", "alo_workers_2"):
+        one = eos if name.startswith("eos") else alo
+        if name in variants and variants[name].get("records_per_s") and one.get("records_per_s"):
+            ratios[f"{name}_over_one_records_per_s"] = round(variants[name]["records_per_s"] / one["records_per_s"], 2)
+    peak = max(v.get("peak_rss_mb_vmhwm") or 0 for name, v in variants.items()
+               if v["root"] == "current" and "workers" not in name)  # theirs is the parent's RSS, not a scorer's
     targets = {
         "eos_cpu_us_per_record<=10": eos["cpu_us_per_record"] <= TARGETS["eos_cpu_us_per_record"],
         "alo_cpu_us_per_record<=8": alo["cpu_us_per_record"] <= TARGETS["alo_cpu_us_per_record"],

@@ -35,7 +35,8 @@ class ScorerProcess:
     def __init__(self, env: BenchEnv, topics: Topics, *, group_id: str, guarantee: str,
                  batch_max_records: int, batch_max_wait_ms: int, log_path: Path,
                  alias: str = "champion", extra_env: dict[str, str] | None = None,
-                 root: Path = PROJECT_ROOT) -> None:
+                 root: Path = PROJECT_ROOT, args: tuple[str, ...] = ()) -> None:
+        """:param args: more ``housing-scorer`` arguments (``("--workers", "2")``)."""
         assert env.model is not None
         self.log_path = log_path
         self.root = root
@@ -62,6 +63,7 @@ class ScorerProcess:
             "LOG_LEVEL": "INFO",
             **(extra_env or {}),
         }
+        self.args = args
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._sampler: threading.Thread | None = None
@@ -71,7 +73,7 @@ class ScorerProcess:
         self.metrics: dict[str, Any] | None = None
 
     def start(self) -> ScorerProcess:
-        argv = [sys.executable, "-m", "consumer"] + ([] if self.admin_api else ["--no-admin-api"])
+        argv = [sys.executable, "-m", "consumer", *self.args] + ([] if self.admin_api else ["--no-admin-api"])
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(argv, cwd=self.root, env={**os.environ, **self.env_vars},
                                         stdout=self._log, stderr=subprocess.STDOUT)
