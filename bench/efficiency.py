@@ -67,9 +67,23 @@ def _broker_process(env: BenchEnv) -> psutil.Process | None:
 
 
 def _thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds per kind of thread: librdkafka's own (``rdk:*``) and the interpreter's (everything else)."""
+    """CPU seconds per kind of thread: librdkafka's own (``rdk:*``) and the interpreter's (everything else), over
+    the process and its live children (the workers of ``--workers N``)."""
+    try:
+        pids = [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        pids = [pid]
     totals: dict[str, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    for tasks in (Path(f"/proc/{each}/task") for each in pids):
+        try:
+            _add_thread_cpu(tasks, totals)
+        except OSError:  # a child that just exited
+            continue
+    return totals
+
+
+def _add_thread_cpu(tasks: Path, totals: dict[str, float]) -> None:
+    for task in tasks.iterdir():
         try:
             name = (task / "comm").read_text().strip()
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
@@ -78,7 +92,6 @@ def _thread_cpu(pid: int) -> dict[str, float]:
         kind = "librdkafka" if name.startswith("rdk:") else "python"
         ticks = int(fields[11]) + int(fields[12])  # utime + stime
         totals[kind] = totals.get(kind, 0.0) + ticks / os.sysconf("SC_CLK_TCK")
-    return totals
 
 
 PROFILE_STAGES = (
