@@ -42,7 +42,8 @@ def _rows() -> list[dict[str, Any]]:
         rows += [{**good_record(len(rows)), name: value} for value in values]
     rows += [{**good_record(90), "ocean_proximity": value} for value in ("INLAND", "inland", None, 3, "")]
     rows += [{**good_record(91), "record_id": value} for value in ("", "r", "x" * 256, "x" * 257, None, 5)]
-    rows += [{**good_record(92), "event_time": value} for value in (-1, 0, 2**62, None, "1", 1.5, True, 2**80)]
+    rows += [{**good_record(92), "event_time": value} for value in (-1, 0, 2**62, None, "1", 1.5, True, 2**80,
+                                                                          10**400)]
     rows.append({**good_record(93), "rooms_per_household": 5.0})
     return rows
 
@@ -86,3 +87,12 @@ def test_a_column_of_one_type_takes_the_whole_column_route_and_agrees() -> None:
                           else math.nextafter(low, -math.inf)}])
         if nullable:
             _check(floats + [{**good_record(8), name: None}])
+
+
+def test_with_an_int_event_time_on_every_row_too() -> None:
+    # every event_time an int: the whole-column route of event_time, which must not forget the other rules
+    rows = [{**row, "event_time": row["event_time"] if type(row.get("event_time")) is int else 1_700_000_000_000 + i}
+            for i, row in enumerate(_rows())]
+    _check(rows)
+    for start in range(0, len(rows), 3):
+        _check(rows[start:start + 3])

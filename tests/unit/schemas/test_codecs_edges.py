@@ -11,7 +11,7 @@ import pytest
 from schemas.codecs import PredictionJsonWriter, decode_prediction
 from schemas.control import encode_model_update
 from schemas.errors import DecodeError, ValidationError
-from schemas.wire import PREDICTION_V1
+from schemas.wire import PREDICTION_V1, loads_json_object
 
 V1_PREDICTION = {
     "record_id": "r-1", "prediction": 123456.5, "model_name": "m", "model_version": "3", "model_alias": "champion",
@@ -59,3 +59,13 @@ def test_a_writer_without_a_role_writes_the_champions() -> None:
     writer = PredictionJsonWriter(model_name="m", model_version="5", model_alias=None, model_stage=None,
                                   scored_at=7, shadow_model_version=None)
     assert json.loads(writer.write("r", 1.0, "t", 0, 1, None, None))["role"] == "champion"
+
+
+def test_a_long_json_error_is_cut_to_120_characters() -> None:
+    # an integer literal over Python's digit limit: json's ValueError text is far over 120 characters
+    with pytest.raises(DecodeError) as info:
+        loads_json_object(b'{"a": 1' + b"0" * 5000 + b"}")
+    assert info.value.reason == "malformed_json"
+    message = info.value.message
+    assert message.startswith("malformed JSON: 'Exceeds the limit (4300 digits) for integer string conversion")
+    assert message.endswith("...") and len(message) == len("malformed JSON: ") + 120
