@@ -37,7 +37,7 @@ class Retire(NamedTuple):
     """The parent is stopping: this worker's end was asked for; do not start it again."""
 
     clean: bool
-    """The worker exited 0, as a stop asks it to."""
+    """The worker exited 0, as a stop asks it to (or the SIGTERM ended it before it had started anything)."""
 
 
 Decision = Restart | StopAll | Retire
@@ -76,7 +76,9 @@ class RestartPolicy:
         :param message: the worker's last words (its last stderr line), for the fatal reason.
         """
         if stopping:
-            return Retire(clean=exit_code == 0)
+            # Killed by the forwarded SIGTERM itself: it came before the worker caught stop signals (still importing),
+            # so before it touched Kafka; nothing was in flight.
+            return Retire(clean=exit_code in (0, -signal.SIGTERM))
         if exit_code == EXIT_FATAL:
             reason = f"worker {index} exited {EXIT_FATAL} (fatal, not restarted)"
             return StopAll(EXIT_FATAL, f"{reason}: {message}" if message else reason)

@@ -13,17 +13,19 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.settings import Settings
 from consumer.kafka.topic_reader import read_fleet
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, RegisteredModel
 from tests.helpers import committed_total, keys_of, produce_records, read_to_end, wait_for
 
 pytestmark = pytest.mark.integration
@@ -180,3 +182,23 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_worker_exiting_2_is_not_restarted_the_parent_stops_all_and_exits_2(
+        settings_factory: Any, stream_topics: dict[str, str], registered_model: RegisteredModel, group_id: str,
+        tmp_path: Path, parent_process: list[subprocess.Popen[bytes]]) -> None:
+    """A fatal start-up error (here: the input topic does not exist) is not cured by a restart: no restart loop."""
+    missing = f"missing-{uuid.uuid4().hex[:8]}"
+    settings = settings_factory({**stream_topics, "records": missing},
+                                **{**registered_model.settings_overrides(), "scorer.group_id": group_id})
+    log = tmp_path / "parent.log"
+    parent = subprocess.Popen([sys.executable, "-m", "consumer", "--workers", "2"], cwd=PROJECT_ROOT,
+                              env=parent_env(settings, f"fatal-{group_id[-8:]}"), stdout=subprocess.DEVNULL,
+                              stderr=open(log, "wb"), start_new_session=True)  # noqa: SIM115
+    parent_process.append(parent)
+    assert parent.wait(90) == 2, log.read_text()[-3000:]
+    text = log.read_text()
+    last = text.strip().splitlines()[-1]
+    assert re.match(r"housing-scorer: worker [01] exited 2 \(fatal, not restarted\): housing-scorer: cannot start: "
+                    r".*" + missing + ".* do(es)? not exist", last), last
+    assert "ended unexpectedly" not in text  # neither worker was started again

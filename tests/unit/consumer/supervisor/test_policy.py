@@ -38,10 +38,13 @@ def test_the_fatal_exit_code_stops_all_with_the_workers_message() -> None:
     assert "worker 1" in decision.reason and "housing-scorer: cannot start: topic missing" in decision.reason
 
 
-def test_while_stopping_every_end_is_expected_and_only_exit_0_is_clean() -> None:
+def test_while_stopping_every_end_is_expected_and_only_a_clean_stop_is_clean() -> None:
     policy = RestartPolicy()
     assert policy.decide(0, stopping=True, ran_for=1.0, failures_before=0, index=0) == Retire(clean=True)
     assert policy.decide(-9, stopping=True, ran_for=1.0, failures_before=0, index=0) == Retire(clean=False)
+    assert policy.decide(1, stopping=True, ran_for=1.0, failures_before=0, index=0) == Retire(clean=False)
+    # Ended by the forwarded SIGTERM before it caught signals (still importing): nothing was in flight.
+    assert policy.decide(-15, stopping=True, ran_for=0.2, failures_before=0, index=0) == Retire(clean=True)
     # A fatal end while stopping is a stop too (no restart, no second fatal verdict).
     assert policy.decide(EXIT_FATAL, stopping=True, ran_for=1.0, failures_before=0, index=0) == Retire(clean=False)
 
