@@ -20,7 +20,8 @@ PACKAGE_LAYERS = {"schemas": 0, "config": 1, "consumer": 2, "admin_api": 3, "tra
 
 CONSUMER_LAYERS = {"consumer.core": 0, "consumer.errors": 1, "consumer.workers": 1, "consumer.metrics": 1,
                    "consumer.state": 2, "consumer.models": 3, "consumer.monitoring": 4, "consumer.kafka": 5,
-                   "consumer.service": 6, "consumer.replay": 6, "consumer.evaluation": 6}
+                   "consumer.service": 6, "consumer.replay": 6, "consumer.evaluation": 6,
+                   "consumer.supervisor": 6}
 """Inside consumer/: the pure core at the bottom, the wiring (service) at the top."""
 
 PURE_CORE_FORBIDS = ("confluent_kafka", "mlflow", "aiohttp")
