@@ -155,7 +155,7 @@ class CanarySettings:
     rollback_margin: float = 0.02
     max_error_rate: float = 0.01
     max_non_finite: int = 0
-    max_drift_psi: float = 0.25
+    max_drift_psi: float = 1.0
     health_min_records: int = 200
     decide_seconds: float = 30.0
 

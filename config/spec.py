@@ -402,10 +402,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "CANARY_MAX_NON_FINITE", "canary.max_non_finite", None,
                 "roll back when the canary predicted more non-finite values than this in the window "
                 "(non_finite_prediction dead letters naming its version)"),
-    SettingSpec("canary.max_drift_psi", 0.25, _positive(_parse_float),
+    SettingSpec("canary.max_drift_psi", 1.0, _positive(_parse_float),
                 "CANARY_MAX_DRIFT_PSI", "canary.max_drift_psi", None,
                 "roll back when the population stability index of the canary's predictions against the "
-                "champion's (same window) exceeds this"),
+                "champion's (same window) exceeds this; higher than the usual 0.25 of input drift: a truly "
+                "better model predicts differently (0.36 for gradient boosting against linear regression), a "
+                "broken one (near-constant, shifted) scores 2 and more"),
     SettingSpec("canary.health_min_records", 200, _positive(_parse_int),
                 "CANARY_HEALTH_MIN_RECORDS", "canary.health_min_records", None,
                 "records the canary (for the drift, the champion too) needs in the window before its failure rate "

@@ -209,7 +209,10 @@ def test_canary_promoted_when_better_and_rolled_back_when_worse(
         rolled = next(e for e in events(settings) if e.decision == "rollback")
         assert (rolled.type, rolled.version, rolled.canary_fraction) == ("canary", v3, 0.0)
         rollback_evidence = json.loads(rolled.evidence or "{}")
-        assert rollback_evidence["canary_rmse"] > rollback_evidence["champion_rmse"] * 1.02
+        # worse by the margin, or (often first: its predictions are near the mean whatever the input) drifted
+        drifted = (rollback_evidence["drift_psi"] or 0) > settings.canary.max_drift_psi
+        assert drifted or rollback_evidence["canary_rmse"] > rollback_evidence["champion_rmse"] * 1.02, \
+            rollback_evidence
         assert rollback_evidence["champion_version"] == v2
         assert [r["action"] for r in decision_records(settings)] == ["promote", "rollback"]
         assert wait_for(lambda: service.state.canary_view.version is None, 30), service.state.canary_view

@@ -54,7 +54,7 @@ def test_waits_for_enough_pairs_and_minutes() -> None:
 
 def test_health_thresholds_roll_back_at_once() -> None:
     early = snapshot(10_000, 50_000, canary_n=5, minutes=0.1)
-    for health in (Health(error_rate=0.02), Health(non_finite=1), Health(drift_psi=0.3)):
+    for health in (Health(error_rate=0.02), Health(non_finite=1), Health(drift_psi=1.1)):
         assert decide(early, canary_version="2", champion_version="1", policy=POLICY, health=health).action == \
             "rollback"
     assert decide(early, canary_version="2", champion_version="1", policy=POLICY,

@@ -61,7 +61,7 @@ PRICES = [rng.lognormvariate(12.2, 0.5) for _ in range(3000)]
 
 def test_the_documented_defaults() -> None:
     assert (POLICY.max_error_rate, POLICY.max_non_finite, POLICY.max_drift_psi, POLICY.health_min_records) == \
-        (0.01, 0, 0.25, 200)
+        (0.01, 0, 1.0, 200)
 
 
 def test_a_failure_rate_over_the_threshold_rolls_back_below_it_waits() -> None:
@@ -84,11 +84,13 @@ def test_one_non_finite_prediction_rolls_back_at_once() -> None:
 
 
 def test_prediction_drift_over_the_threshold_rolls_back_the_same_distribution_waits() -> None:
-    shifted = [p * 1.6 for p in PRICES[:1000]]  # the canary predicts 60 % higher
+    shifted = [p * 2 for p in PRICES[:1000]]  # the canary predicts twice as high
     drifted = stats_with(shifted, PRICES).health("2", "1", NOW)
     same = stats_with(PRICES[:1000], PRICES[1000:]).health("2", "1", NOW)
-    assert drifted.drift_psi is not None and drifted.drift_psi > 0.25
+    assert drifted.drift_psi is not None and drifted.drift_psi > 1.0
     assert same.drift_psi is not None and same.drift_psi < 0.05
+    different = stats_with([p * 1.3 for p in PRICES[:1000]], PRICES).health("2", "1", NOW)  # another model
+    assert different.drift_psi is not None and 0.25 < different.drift_psi < 1.0 and gate(different) == "wait"
     assert (gate(drifted), gate(same)) == ("rollback", "wait")
     few = stats_with(shifted[:150], PRICES).health("2", "1", NOW)  # no verdict on 150 predictions
     assert gate(few) == "wait"
