@@ -127,3 +127,39 @@ def reload_latency_hist(latencies_s: Sequence[float], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def efficiency_bars(results: Mapping[str, Any], path: Path) -> Path:
+    """CPU µs per scored record of each variant (the scorer's interpreter and librdkafka threads stacked, the
+    broker's beside it), the raw librdkafka floor and the model alone as lines, the targets dashed."""
+    variants = results["variants"]
+    names = list(variants)
+    python = [variants[n].get("cpu_us_per_record_by_thread", {}).get("python", 0.0) for n in names]
+    kafka = [variants[n].get("cpu_us_per_record_by_thread", {}).get("librdkafka", 0.0) for n in names]
+    broker = [variants[n].get("broker_cpu_us_per_record", 0.0) for n in names]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.3 * len(names)) + 3.0, 4.8))
+    ax.bar(x - 0.2, python, 0.4, label="scorer: interpreter threads", color="#5b8cc6")
+    ax.bar(x - 0.2, kafka, 0.4, bottom=python, label="scorer: librdkafka threads", color="#e0a030")
+    ax.bar(x + 0.2, broker, 0.4, label="Kafka broker (same window)", color="#999999")
+    for i, name in enumerate(names):
+        total = variants[name].get("cpu_us_per_record")
+        if total is not None:
+            ax.annotate(f"{total:.1f}", (x[i] - 0.2, total), ha="center", va="bottom", fontsize=8,
+                        xytext=(0, 2), textcoords="offset points")
+    raw = results.get("raw_kafka", {}).get("eos_lz4", {}).get("cpu_us_per_record")
+    predict = results.get("predict", {}).get("compiled_cpu_us_per_record")
+    if raw is not None:
+        ax.axhline(raw, color="#e0a030", linestyle=":", linewidth=1, label=f"raw librdkafka EOS {raw:.1f}")
+    if predict is not None:
+        ax.axhline(predict, color="#2a9d5c", linestyle=":", linewidth=1, label=f"model alone {predict:.1f}")
+    ax.axhline(10.0, color="black", linestyle="--", linewidth=0.8, label="target EOS 10 (ALO 8)")
+    ax.set_xticks(x, [n.replace("_", "\n", 1) for n in names], fontsize=8)
+    ax.set_ylabel("CPU µs per scored record")
+    ax.set_title(f"CPU per record over a {results['records']:,}-record backlog (start-up excluded)", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -149,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     batch_max_records=batch_max_records, batch_max_wait_ms=batch_max_wait_ms,
                                     baseline_root=args.baseline_root, profiles_dir=out_dir / "profiles")
             result["quick"] = q
+            result["plot"] = plots.efficiency_bars(result, out_dir / "efficiency.png").name
             document["efficiency"] = result
             loads["after_efficiency"] = load_average()
             _write(json_path, document)
