@@ -60,6 +60,15 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
+def _set_challenger(env: BenchEnv, version: str) -> None:
+    """Point the canary alias (``CANARY_ALIAS`` default, ``challenger``) at ``version``."""
+    from mlflow.tracking import MlflowClient
+
+    assert env.model is not None
+    MlflowClient(env.tracking_uri, env.tracking_uri).set_registered_model_alias(env.model.name, "challenger",
+                                                                               version)
+
+
 def _broker_process(env: BenchEnv) -> psutil.Process | None:
     """The local broker started for this run (None with ``--bootstrap-servers``)."""
     pid = env._kafka.running_pid() if env._kafka is not None else None
@@ -365,6 +374,10 @@ def run(env: BenchEnv, *, count: int, batch_max_records: int, batch_max_wait_ms:
         if baseline_root is not None:
             plan.append((f"{short}_baseline", guarantee, baseline_root, {}, ()))
     plan.append(("eos_per_tree", "exactly_once", PROJECT_ROOT, {"MODEL_COMPILED_TREES": "false"}, ()))
+    if len(env.model.versions) >= 2:
+        # Issue 14's cost: 20 % of the keys scored by the canary (@challenger, an older version) beside the
+        # champion, every prediction naming its role; against "eos" on the same backlog.
+        plan.append(("eos_canary_20", "exactly_once", PROJECT_ROOT, {"CANARY_FRACTION": "0.2"}, ()))
     if (PROJECT_ROOT / "consumer" / "supervisor").is_dir():
         # Every core (lever 4): the same backlog through one parent and two workers in one group.
         plan.append(("eos_workers_2", "exactly_once", PROJECT_ROOT, {}, ("--workers", "2")))
@@ -372,6 +385,8 @@ def run(env: BenchEnv, *, count: int, batch_max_records: int, batch_max_wait_ms:
     variants: dict[str, dict[str, Any]] = {}
     for name, guarantee, root, extra, args in plan:
         step(f"efficiency: {name} over {count:,} records")
+        if "CANARY_FRACTION" in extra:
+            _set_challenger(env, env.model.versions[0])
         variants[name] = scorer_run(env, in_topic, count, guarantee=guarantee, tag=f"ef-{name}",
                                     batch_max_records=batch_max_records, batch_max_wait_ms=batch_max_wait_ms,
                                     root=root, extra_env=extra, profile=name in ("eos", "alo"), args=args)
@@ -407,6 +422,9 @@ def run(env: BenchEnv, *, count: int, batch_max_records: int, batch_max_wait_ms:
         "eos_cpu_over_raw_kafka_plus_predict": round(eos["cpu_us_per_record"] / (
             raw["eos_lz4"]["cpu_us_per_record"] + predict["compiled_cpu_us_per_record"]), 2),
     }
+    if variants.get("eos_canary_20", {}).get("records_per_s"):
+        ratios["eos_canary_20_over_eos_records_per_s"] = round(
+            variants["eos_canary_20"]["records_per_s"] / eos["records_per_s"], 2)
     for name in ("eos_workers_2", "alo_workers_2"):
         one = eos if name.startswith("eos") else alo
         if name in variants and variants[name].get("records_per_s") and one.get("records_per_s"):

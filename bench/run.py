@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_max_records = args.batch_max_records or defaults.batch_max_records
         batch_max_wait_ms = args.batch_max_wait_ms if args.batch_max_wait_ms is not None \
             else defaults.batch_max_wait_ms
-        env.prepare_model(versions=2 if "reload" in sections else 1)
+        env.prepare_model(versions=2 if {"reload", "efficiency"} & set(sections) else 1)  # efficiency: a canary
         document["machine"] = machine_info(env)
         document["model"] = {"name": env.model.name if env.model else None,
                              "kind": "hist_gradient_boosting", "train_sample": 20_000,
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             loads["after_flavours"] = load_average()
             _write(json_path, document)
         if "efficiency" in sections:
-            from bench import efficiency
+            from bench import efficiency, plots
 
             result = efficiency.run(env, count=args.efficiency_records or (30_000 if q else 800_000),
                                     batch_max_records=batch_max_records, batch_max_wait_ms=batch_max_wait_ms,
