@@ -49,7 +49,8 @@ class Loader:
 
     def __init__(self, version: str, broken: set[str]) -> None:
         self.client = Registry()
-        self.version, self.broken, self.loaded = version, broken, []
+        self.version, self.broken = version, broken
+        self.loaded: list[str] = []
 
     def resolve(self, *, alias: str | None = None, **_: Any) -> ResolvedVersion:
         return ResolvedVersion("m", self.version, alias, None, None, None)
