@@ -1,12 +1,14 @@
 """The join of outcomes to predictions by record id, in a bounded window. Pure: no Kafka, no clock.
 
-A prediction waits for its outcome (and an outcome that came first for its prediction) in insertion order, at
+A prediction waits for its outcome (and an outcome that came first for its prediction) at
 most ``window_ms`` of event time and ``max_pending`` rows per side. Event time is the predictions' ``scored_at``
 and the outcomes' ``observed_at``; ``advance(watermark)`` moves the join's clock (the runner's watermark: the
 slower of the two inputs) and expires what waited longer than the window. A prediction and an outcome match
-when their times are at most the window apart. Rows wait in arrival order and expire from the oldest arrival on
-(an input's skew delays a row's expiry, never its count); a row that arrives older than the window already
-is counted at once. Nothing falls out silently; every row ends as one of:
+when their times are at most the window apart. Predictions wait in arrival order and expire from the oldest
+arrival on (an input's skew delays a row's expiry, never its count); outcomes, whose lateness differs from
+record to record, expire by their own ``observed_at`` (a heap), so an old one read after newer ones does not
+wait behind them. A row that arrives older than the window already is counted at once. Nothing falls out
+silently; every row ends as one of:
 
 - matched: a pair for the prediction's (version, role), and one for the shadow's when the prediction has one;
 - ``prediction_without_outcome``: expired (counted per version and role, the shadow's too);
@@ -23,6 +25,7 @@ offset for the checkpoint, and ``restore_prediction`` / ``restore_outcome`` put 
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -105,6 +108,10 @@ class Joiner:
         self._index: dict[GroupKey, int] = {}
         self.predictions: dict[str, _Waiting] = {}
         self.outcomes: dict[str, ObservedOutcome] = {}
+        self._outcome_expiry: list[tuple[int, str]] = []
+        """Heap of (observed_at, record id) of the waiting outcomes: outcomes arrive in any order of event time
+        (lateness varies per record), so the insertion order cannot say which expired (an old orphan read after
+        newer outcomes would wait behind them). Entries of rows matched or dropped meanwhile are skipped."""
         self.counts: Counter[tuple[str, str, str]] = Counter()
         """(kind, model_version, role) -> rows; outcome kinds have version and role ''."""
         self.matched = 0
@@ -158,6 +165,7 @@ class Joiner:
                                   f"no prediction for {record_id!r} within the {window / 1000:g} s window")
                 continue
             outcomes[record_id] = observed
+            heapq.heappush(self._outcome_expiry, (observed.outcome.observed_at, record_id))
         self._limit()
         self._flush_pairs()
 
@@ -168,6 +176,7 @@ class Joiner:
     def restore_outcome(self, observed: ObservedOutcome) -> None:
         """Put back an outcome that was waiting at the checkpoint."""
         self.outcomes[observed.outcome.record_id] = observed
+        heapq.heappush(self._outcome_expiry, (observed.outcome.observed_at, observed.outcome.record_id))
 
     def advance(self, watermark_ms: int) -> None:
         """Move the clock (never back) and expire the rows that waited longer than the window."""
@@ -182,13 +191,14 @@ class Joiner:
             expired_predictions.append(record_id)
         for record_id in expired_predictions:
             self._count_prediction("prediction_without_outcome", self.predictions.pop(record_id))
-        expired_outcomes = []
-        for record_id, observed in self.outcomes.items():
-            if observed.outcome.observed_at >= cutoff:
-                break
-            expired_outcomes.append(record_id)
-        for record_id in expired_outcomes:
-            self._dead_letter(self.outcomes.pop(record_id), "orphan_outcome", "unknown_record_id",
+        heap, outcomes = self._outcome_expiry, self.outcomes
+        while heap and heap[0][0] < cutoff:
+            observed_at, record_id = heapq.heappop(heap)
+            observed = outcomes.get(record_id)
+            if observed is None or observed.outcome.observed_at != observed_at:
+                continue  # matched or dropped meanwhile (or a newer outcome of that id waits: its own entry)
+            del outcomes[record_id]
+            self._dead_letter(observed, "orphan_outcome", "unknown_record_id",
                               f"no prediction for {record_id!r} within the {self.window_ms / 1000:g} s window")
         self.stats.prune(watermark_ms)
 

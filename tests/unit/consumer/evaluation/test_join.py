@@ -132,3 +132,24 @@ def test_a_row_older_than_the_window_on_arrival_is_counted_at_once() -> None:
     assert list(j.outcomes) == ["new"] and not j.predictions
     assert [d.reason for d in j.take_dead_letters()] == ["unknown_record_id"]
     assert j.unmatched()["orphan_outcome"] == 1 and j.unmatched()["prediction_without_outcome"] == 1
+
+
+def test_an_old_orphan_read_after_newer_outcomes_expires_when_its_own_time_has_passed() -> None:
+    """Outcomes arrive in any order of observed_at: an orphan read while the clock was still at 0 (the
+    evaluator's first seconds) behind newer outcomes must not wait for them to expire (seen in CI:
+    test_evaluation's orphan stayed pending; insertion-order expiry stopped at the first newer outcome)."""
+    j = joiner()
+    j.add_outcomes([outcome("new-1", 1.0, 200_000, offset=1), outcome("orphan", 1.0, 10_000, offset=2),
+                    outcome("new-2", 1.0, 190_000, offset=3)])
+    j.advance(WINDOW + 20_000)  # past the orphan's window, not the others'
+    assert set(j.outcomes) == {"new-1", "new-2"}
+    assert [(d.reason, d.offset) for d in j.take_dead_letters()] == [("unknown_record_id", 2)]
+
+
+def test_an_outcome_matched_before_its_expiry_is_not_dead_lettered_by_its_old_heap_entry() -> None:
+    j = joiner()
+    j.add_outcomes([outcome("a", 1.0, 10_000)])
+    j.add_predictions([prediction("a", 1.0, 9_000)])  # matched: the outcome no longer waits
+    j.add_outcomes([outcome("b", 1.0, 100_000)])
+    j.advance(WINDOW + 50_000)
+    assert j.matched == 1 and set(j.outcomes) == {"b"} and j.take_dead_letters() == []
