@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -265,3 +267,27 @@ def committed_total(bootstrap: str, group: str, topic: str, partitions: int, *,
     finally:
         consumer.close()
     return sum(max(0, tp.offset) for tp in offsets)
+
+
+def scorer_env(settings: Settings, instance_id: str, **extra: str) -> dict[str, str]:
+    """The environment of a ``python -m consumer`` subprocess on these settings' broker, registry and topics
+    (the parent's own TOPIC_/MLFLOW_/KAFKA_/SCORER_ variables left out); ``extra`` on top."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TOPIC_", "MLFLOW_", "KAFKA_", "SCORER_"))},
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+        "MLFLOW_MODEL_NAME": settings.model.name,
+        "MODEL_PATH": settings.model.fallback_path,
+        "MLFLOW_RELOAD_INTERVAL": "300",
+        "TOPIC_RECORDS": settings.topics.records,
+        "TOPIC_PREDICTIONS": settings.topics.predictions,
+        "TOPIC_DEAD_LETTER": settings.topics.dead_letter,
+        "TOPIC_MODEL_UPDATES": settings.topics.model_updates,
+        "TOPIC_SCORER_STATUS": settings.topics.scorer_status,
+        "SCORER_GROUP_ID": settings.scorer.group_id,
+        "SCORER_INSTANCE_ID": instance_id,
+        "BATCH_MAX_WAIT_MS": "20",
+        "LOG_LEVEL": "INFO",
+        **extra,
+    }

@@ -5,7 +5,6 @@ instance (tombstone), a killed one (no tombstone, no more heartbeats) turns ``st
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -18,38 +17,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from admin_api.app import create_app
-from config.settings import Settings
 from consumer.kafka.control import publish_model_update
 from consumer.kafka.topic_reader import read_fleet
 from consumer.state import ScorerState
 from schemas.clock import now_ms
 from tests.conftest import PROJECT_ROOT, RegisteredModel
-from tests.helpers import committed_total, keys_of, produce_records, read_to_end, wait_for
+from tests.helpers import committed_total, keys_of, produce_records, read_to_end, scorer_env, wait_for
 from tests.integration.reload_support import move_alias, scorer_overrides, two_versions
 
 pytestmark = pytest.mark.integration
-
-
-def scorer_env(settings: Settings, instance_id: str, **extra: str) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TOPIC_", "MLFLOW_", "KAFKA_", "SCORER_"))},
-        "PYTHONPATH": str(PROJECT_ROOT),
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
-        "MLFLOW_MODEL_NAME": settings.model.name,
-        "MODEL_PATH": settings.model.fallback_path,
-        "MLFLOW_RELOAD_INTERVAL": "300",
-        "TOPIC_RECORDS": settings.topics.records,
-        "TOPIC_PREDICTIONS": settings.topics.predictions,
-        "TOPIC_DEAD_LETTER": settings.topics.dead_letter,
-        "TOPIC_MODEL_UPDATES": settings.topics.model_updates,
-        "TOPIC_SCORER_STATUS": settings.topics.scorer_status,
-        "SCORER_GROUP_ID": settings.scorer.group_id,
-        "SCORER_INSTANCE_ID": instance_id,
-        "BATCH_MAX_WAIT_MS": "20",
-        "LOG_LEVEL": "INFO",
-        **extra,
-    }
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from config.settings import Settings
 from consumer.kafka.topic_reader import read_fleet
 from tests.conftest import PROJECT_ROOT, RegisteredModel
-from tests.helpers import committed_total, keys_of, produce_records, read_to_end, wait_for
+from tests.helpers import committed_total, keys_of, produce_records, read_to_end, scorer_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -36,26 +36,8 @@ PARENT_API = re.compile(r"consumer\.supervisor\.http.*admin API of all 2 workers
 
 
 def parent_env(settings: Settings, instance_id: str) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TOPIC_", "MLFLOW_", "KAFKA_", "SCORER_"))},
-        "PYTHONPATH": str(PROJECT_ROOT),
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
-        "MLFLOW_MODEL_NAME": settings.model.name,
-        "MODEL_PATH": settings.model.fallback_path,
-        "MLFLOW_RELOAD_INTERVAL": "300",
-        "TOPIC_RECORDS": settings.topics.records,
-        "TOPIC_PREDICTIONS": settings.topics.predictions,
-        "TOPIC_DEAD_LETTER": settings.topics.dead_letter,
-        "TOPIC_MODEL_UPDATES": settings.topics.model_updates,
-        "TOPIC_SCORER_STATUS": settings.topics.scorer_status,
-        "SCORER_GROUP_ID": settings.scorer.group_id,
-        "SCORER_INSTANCE_ID": instance_id,
-        "BATCH_MAX_WAIT_MS": "20",
-        "BATCH_MAX_RECORDS": "100",
-        "PORT": "0",
-        "LOG_LEVEL": "INFO",
-    }
+    """A scorer's environment, with small batches and the parent's admin API on a port the system picks."""
+    return scorer_env(settings, instance_id, BATCH_MAX_RECORDS="100", PORT="0")
 
 
 def get(url: str) -> tuple[int, str]:
