@@ -40,6 +40,8 @@ class LocalMlflow(ManagedProcess):
 
     port: int = 5000
     workers: int = 2
+    webhook_cache_ttl: int = WEBHOOK_CACHE_TTL_SECONDS
+    """``MLFLOW_WEBHOOK_CACHE_TTL`` of this server; 0: no cache, a webhook gets the very next event (tests)."""
 
     @property
     def webhook_key_file(self) -> Path:
@@ -54,7 +56,7 @@ class LocalMlflow(ManagedProcess):
           Fernet key, and without one each worker process makes up its own, so a worker other than the one
           that stored the webhook cannot decrypt its secret and the delivery fails. Kept in
           ``<home>/webhook-secret.key``, so a restarted server still reads the webhooks it stored.
-        - ``MLFLOW_WEBHOOK_CACHE_TTL``: see ``WEBHOOK_CACHE_TTL_SECONDS``.
+        - ``MLFLOW_WEBHOOK_CACHE_TTL``: ``webhook_cache_ttl`` (see ``WEBHOOK_CACHE_TTL_SECONDS``).
         """
         if not env.get("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"):
             if not self.webhook_key_file.exists():
@@ -64,7 +66,7 @@ class LocalMlflow(ManagedProcess):
                 self.webhook_key_file.chmod(0o600)
             env = {**env, "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": self.webhook_key_file.read_text().strip()}
         defaults = {"MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https", "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
-                    "MLFLOW_WEBHOOK_CACHE_TTL": str(WEBHOOK_CACHE_TTL_SECONDS)}
+                    "MLFLOW_WEBHOOK_CACHE_TTL": str(self.webhook_cache_ttl)}
         return {**defaults, **env}
 
     @property

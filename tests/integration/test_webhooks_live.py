@@ -1,7 +1,8 @@
 """MLflow webhooks delivered by the live ``mlflow server``: MLflow signs and POSTs, the scorer reloads.
 
 The session's server runs with ``LocalMlflow.webhook_env`` (plain http, loopback receivers, one secret
-encryption key for all workers). A webhook is registered for the registry events the receiver maps
+encryption key for all workers) and no webhook cache (``webhook_cache_ttl=0``), so a webhook registered by a
+test gets the very next alias move. A webhook is registered for the registry events the receiver maps
 (``stack.webhooks.REGISTRY_EVENTS``) with the same function ``housing-stack up --webhooks`` uses, the alias is
 moved with MlflowClient (not through the admin API) and the registry poll is set to an hour, so only the
 delivery can make the scorer switch: the event on the control topic says ``source: webhook`` and the reload
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,6 @@ import pytest
 from consumer.kafka.topic_reader import read_model_updates
 from consumer.service import ScorerService
 from schemas.control import ModelUpdateEvent
-from stack.mlflow_server import WEBHOOK_CACHE_TTL_SECONDS
 from stack.webhooks import RECEIVER_PATH, REGISTRY_EVENTS, register_webhook
 from tests.conftest import EXTERNAL_MLFLOW
 from tests.helpers import wait_for
@@ -51,16 +49,6 @@ def webhook_names(mlflow_tracking_uri: str) -> Iterator[list[str]]:
             mlflow_client.delete_webhook(webhook.webhook_id)
 
 
-def wait_out_webhook_cache() -> None:
-    """Each MLflow worker caches the webhook list of an event for ``MLFLOW_WEBHOOK_CACHE_TTL`` seconds, and
-    ``two_versions`` has just set aliases, filling that cache without the webhook registered next: an alias
-    moved within the TTL reaches no receiver (seen in full runs: the alias set 1 s after registering, no
-    delivery). Once the TTL has passed since registration, every cached list holds the webhook, so this is a
-    documented bound, not a guess. The session server's TTL is ``LocalMlflow.webhook_env``'s unless the
-    environment sets one (the server inherits it)."""
-    time.sleep(float(os.environ.get("MLFLOW_WEBHOOK_CACHE_TTL", WEBHOOK_CACHE_TTL_SECONDS)) + 0.5)
-
-
 def webhook_events(settings: Any, model_name: str) -> list[ModelUpdateEvent]:
     return [e for e in read_model_updates(settings) if e.model_name == model_name]
 
@@ -83,7 +71,6 @@ def test_alias_moved_in_mlflow_reloads_the_scorer_from_the_delivery(
             registered = register_webhook(mlflow_tracking_uri, admin.url + RECEIVER_PATH, SECRET,
                                           name=webhook_names[-1])
             assert registered.created and registered.events == REGISTRY_EVENTS
-            wait_out_webhook_cache()
 
             client(mlflow_tracking_uri).set_registered_model_alias(name, "champion", v2)  # MLflow only
 
@@ -127,7 +114,6 @@ def test_a_delivery_signed_with_another_secret_changes_nothing(
             webhook_names.append(f"wrong-secret-{uuid.uuid4().hex[:8]}")
             register_webhook(mlflow_tracking_uri, admin.url + RECEIVER_PATH, "not-the-secret",
                              name=webhook_names[-1])
-            wait_out_webhook_cache()
             client(mlflow_tracking_uri).set_registered_model_alias(name, "champion", v2)
 
             # "Nothing happened" means something only once the delivery has arrived: its refusal is audited.
