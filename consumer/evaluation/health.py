@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from consumer.evaluation.gates import Health, prediction_psi
 
@@ -65,6 +65,15 @@ def drift_psi(canary: Mapping[int, int], champion: Mapping[int, int], groups: in
         canary_groups[group] += canary.get(b, 0)
         champion_groups[group] += champion.get(b, 0)
     return prediction_psi(canary_groups, champion_groups)
+
+
+K = TypeVar("K", int, str)
+"""A histogram's fine bin or a failure's reason."""
+
+
+def _drop_before(series: dict[int, Counter[K]], first: int) -> None:
+    for bucket in [b for b in series if b < first]:
+        del series[bucket]
 
 
 class HealthStats:
@@ -106,35 +115,26 @@ class HealthStats:
         """Forget the buckets that left the window ending at ``now_ms`` (memory stays bounded)."""
         first = self._first_bucket(now_ms)
         for histogram in self.histograms.values():
-            for bucket in [b for b in histogram if b < first]:
-                del histogram[bucket]
+            _drop_before(histogram, first)
         for failures in self.failures.values():
-            for bucket in [b for b in failures if b < first]:
-                del failures[bucket]
+            _drop_before(failures, first)
         self.histograms = {k: v for k, v in self.histograms.items() if v}
         self.failures = {k: v for k, v in self.failures.items() if v}
 
-    def _histogram(self, key: tuple[str, str], now_ms: int) -> Counter[int]:
+    def _in_window(self, series: Mapping[int, Counter[K]], now_ms: int) -> Counter[K]:
+        """The sum of a series' buckets within the window ending at ``now_ms``."""
         first = self._first_bucket(now_ms)
-        out: Counter[int] = Counter()
-        for bucket, counts in self.histograms.get(key, {}).items():
-            if bucket >= first:
-                out.update(counts)
-        return out
-
-    def _failures(self, version: str, now_ms: int) -> Counter[str]:
-        first = self._first_bucket(now_ms)
-        out: Counter[str] = Counter()
-        for bucket, counts in self.failures.get(version, {}).items():
+        out: Counter[K] = Counter()
+        for bucket, counts in series.items():
             if bucket >= first:
                 out.update(counts)
         return out
 
     def health(self, canary_version: str, champion_version: str, now_ms: int) -> Health:
         """The canary's health over the window ending at ``now_ms`` (the gate decides what is enough)."""
-        canary = self._histogram((canary_version, "canary"), now_ms)
-        champion = self._histogram((champion_version, "champion"), now_ms)
-        failed = self._failures(canary_version, now_ms)
+        canary = self._in_window(self.histograms.get((canary_version, "canary"), {}), now_ms)
+        champion = self._in_window(self.histograms.get((champion_version, "champion"), {}), now_ms)
+        failed = self._in_window(self.failures.get(canary_version, {}), now_ms)
         scored, failures = sum(canary.values()), sum(failed.values())
         attempts = scored + failures
         return Health(error_rate=failures / attempts if attempts else None, non_finite=failed[NON_FINITE],
