@@ -132,8 +132,12 @@ def schema_registry_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     if EXTERNAL_SCHEMA_REGISTRY:
         yield EXTERNAL_SCHEMA_REGISTRY
         return
-    registry = LocalSchemaRegistry(tmp_path_factory.mktemp("schema-registry"), port=free_port())
-    registry.start()
+    def start_registry() -> LocalSchemaRegistry:
+        registry = LocalSchemaRegistry(tmp_path_factory.mktemp("schema-registry"), port=free_port())
+        registry.start()
+        return registry
+
+    registry = start_retrying_busy_ports(start_registry)
     try:
         yield registry.url
     finally:
@@ -184,7 +188,7 @@ def settings_factory(kafka_bootstrap: str, mlflow_tracking_uri: str,
         flat: dict[str, Any] = {
             "kafka.bootstrap_servers": kafka_bootstrap,
             "mlflow.tracking_uri": mlflow_tracking_uri,
-            "admin.port": free_port(),
+            "admin.port": 0,  # the service binds any free port (no free_port() race)
         }
         for key, value in (topics or {}).items():
             flat[f"topics.{key}"] = value

@@ -33,7 +33,6 @@ from consumer.service import ScorerService
 from schemas.codecs import decode_prediction
 from schemas.control import ModelUpdateEvent
 from schemas.outcomes import Outcome
-from stack.processes import free_port
 from tests.conftest import train_quick_model
 from tests.evaluation_support import Writer, evaluation_topics
 from tests.helpers import produce_records, read_to_end, wait_for
@@ -89,7 +88,7 @@ def settings(settings_factory: Callable[..., Settings], stream_topics: dict[str,
         "model.reload_interval": 300, "scorer.group_id": group_id, "scorer.batch_max_wait_ms": 20,
         "scorer.batch_max_records": 200, "canary.fraction": FRACTION,
         "evaluation.evaluator_id": f"ev-{uuid.uuid4().hex[:6]}", "evaluation.window_seconds": 600,
-        "evaluation.checkpoint_seconds": 0.3, "evaluation.mlflow_seconds": 0.5, "evaluation.port": free_port(),
+        "evaluation.checkpoint_seconds": 0.3, "evaluation.mlflow_seconds": 0.5, "evaluation.port": 0,
         "canary.auto_promote": True, "canary.min_matched": 100, "canary.min_minutes": 0.0,
         "canary.decide_seconds": 0.5})
 

@@ -13,6 +13,7 @@ import pytest
 
 from stack.managed import ManagedProcess
 from stack.processes import StackError, free_port, pid_alive, port_answers
+from tests.helpers import start_retrying_busy_ports
 
 LISTENER = """
 import signal, socket, sys, time
@@ -59,9 +60,19 @@ def listener(tmp_path: Path) -> Iterator[Listener]:
     process.stop(timeout=1.0)
 
 
+def start_on_a_free_port(listener: Listener, mode: str = "normal") -> None:
+    """``listener.start(mode)`` on a port picked for each attempt, again if another process took the port
+    between the pick and the listener's bind (the ``free_port()`` race)."""
+    def start() -> None:
+        listener.port = free_port()
+        listener.start(mode)
+
+    start_retrying_busy_ports(start)
+
+
 def test_start_waits_until_ready_and_stop_ends_it(listener: Listener) -> None:
     assert not listener.is_running() and not listener.is_healthy()
-    listener.start()
+    start_on_a_free_port(listener)
     pid = listener.running_pid()
     assert pid is not None and listener.process is not None and listener.process.pid == pid
     assert listener.pid_file == listener.home / "listener.pid" and listener.pid_file.read_text() == str(pid)
@@ -74,7 +85,7 @@ def test_start_waits_until_ready_and_stop_ends_it(listener: Listener) -> None:
 
 
 def test_a_second_copy_and_a_busy_port_are_refused(listener: Listener, tmp_path: Path) -> None:
-    listener.start()
+    start_on_a_free_port(listener)
     with pytest.raises(StackError, match=r"a listener started from .* is already running \(pid \d+\)"):
         listener.start()
     other = Listener(tmp_path / "other", port=listener.port)
@@ -89,12 +100,12 @@ def test_a_stale_pid_file_is_removed_and_does_not_block_a_start(listener: Listen
     listener.pid_file.parent.mkdir(parents=True)
     listener.pid_file.write_text("999999999")
     assert listener.running_pid() is None and not listener.pid_file.exists()
-    listener.start()
+    start_on_a_free_port(listener)
     assert listener.is_running()
 
 
 def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(listener: Listener) -> None:
-    listener.start("ignore-term")
+    start_on_a_free_port(listener, "ignore-term")
     pid = listener.running_pid()
     assert pid is not None
     assert listener.stop(timeout=0.5) is True
@@ -103,7 +114,7 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(listene
 
 def test_a_process_that_exits_while_starting_is_a_clear_error_with_its_log(listener: Listener) -> None:
     with pytest.raises(StackError) as caught:
-        listener.start("exit")
+        start_on_a_free_port(listener, "exit")
     assert str(caught.value).startswith(f"the listener exited; last lines of {listener.log_file}:")
     assert "giving up" in str(caught.value)
     assert not listener.pid_file.exists() and listener.process is None
