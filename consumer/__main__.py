@@ -13,13 +13,13 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.runtime import THREADED_FORMAT, configure_logging, pin_thread_pools
 from config.settings import Settings, SettingsError, add_settings_arguments, settings_from_args
-from consumer.supervisor.worker import report_admin_address, stop_with_parent
+from consumer.supervisor.worker import stop_with_parent, write_report
 
 if TYPE_CHECKING:
     from consumer.service import AdminApp, ScorerService
@@ -105,10 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, fmt=THREADED_FORMAT)
     if args.workers > 1:
         return run_workers(args, settings, argv)
+    on_admin_listening: Callable[[str], None] | None = None
     if args.worker_index is not None:  # a worker of --workers N: it stops with its parent, reports its admin API
         stop_with_parent()
         if args.worker_report is not None:
-            report_admin_address(Path(args.worker_report), args.worker_index)
+            report, index = Path(args.worker_report), args.worker_index
+
+            def on_admin_listening(url: str) -> None:
+                write_report(report, index=index, url=url)
     pin_thread_pools(settings.scorer.model_threads)
 
     # deferred: the scorer's modules pull in MLflow, scikit-learn and pandas (seconds); --help, --show-config
@@ -130,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"housing-scorer: cannot start: {exc}", file=sys.stderr)
         return 2
     try:
-        code = service.run_forever(None if args.no_admin_api else admin_app)
+        code = service.run_forever(None if args.no_admin_api else admin_app, on_admin_listening=on_admin_listening)
     except ScorerFatalError as exc:
         print(f"housing-scorer: {exc}", file=sys.stderr)
         service.stop()

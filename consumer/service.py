@@ -225,15 +225,18 @@ class ScorerService:
         return self._stopped.wait(timeout)
 
     # --- the process ---------------------------------------------------------------------------------
-    def run_forever(self, admin_app: AppFactory | None = None) -> int:
+    def run_forever(self, admin_app: AppFactory | None = None, *,
+                    on_admin_listening: Callable[[str], None] | None = None) -> int:
         """Serve until a signal or a fatal error; returns the exit code.
 
         :param admin_app: builds the admin API's aiohttp application for this service (``consumer/__main__.py``
             hands in ``admin_api.app.create_app``: the scorer does not import the admin API); None: no API.
+        :param on_admin_listening: called with the admin API's bound URL once it listens (with ``PORT=0`` the
+            system picks the port: a worker of ``--workers N`` tells its parent this way).
         """
-        return asyncio.run(self._serve(admin_app))
+        return asyncio.run(self._serve(admin_app, on_admin_listening))
 
-    async def _serve(self, admin_app: AppFactory | None) -> int:
+    async def _serve(self, admin_app: AppFactory | None, on_admin_listening: Callable[[str], None] | None) -> int:
         stop_requested = asyncio.Event()
         aio_loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -242,7 +245,9 @@ class ScorerService:
             stop_requested.set()
         runner = None
         if admin_app is not None and self.settings.admin.enabled:
-            runner = await self._start_admin_api(admin_app(self))
+            runner, url = await self._start_admin_api(admin_app(self))
+            if on_admin_listening is not None:
+                on_admin_listening(url)
         stopped_task = asyncio.ensure_future(asyncio.to_thread(self._stopped.wait))
         signal_task = asyncio.ensure_future(stop_requested.wait())
         await asyncio.wait({stopped_task, signal_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -257,7 +262,8 @@ class ScorerService:
             return EXIT_FATAL
         return 0
 
-    async def _start_admin_api(self, api: AdminApp) -> web.AppRunner:
+    async def _start_admin_api(self, api: AdminApp) -> tuple[web.AppRunner, str]:
+        """The started runner and the URL it listens on."""
         runner = web.AppRunner(api.app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.admin.host, self.settings.admin.port, ssl_context=api.ssl_context)
@@ -269,11 +275,12 @@ class ScorerService:
                                       f"{self.settings.admin.port}: {exc.strerror} (set PORT or --port)")
             self._stopped.set()
             raise ScorerFatalError(self.state.fatal_error) from exc
-        # The bound port, not the setting: with PORT=0 the system picked it, and this line is how callers learn it.
+        # The bound port, not the setting: with PORT=0 the system picked it, and this line is how operators learn it.
         bound = [address[1] for address in runner.addresses if isinstance(address, tuple)]
-        logger.info("admin API on %s://%s:%d", "https" if self.settings.admin.tls_cert else "http",
-                    self.settings.admin.host, bound[0] if bound else self.settings.admin.port)
-        return runner
+        url = (f"{'https' if self.settings.admin.tls_cert else 'http'}://{self.settings.admin.host}:"
+               f"{bound[0] if bound else self.settings.admin.port}")
+        logger.info("admin API on %s", url)
+        return runner, url
 
 
 def _final_status(state: ScorerState) -> dict[str, Any] | None:

@@ -1,46 +1,25 @@
-"""The worker's side: its admin API's address reported from the service's log line (whatever LOG_LEVEL), and a
-worker whose parent died (kill -9, no signal forwarded) stopping itself with a SIGTERM."""
+"""The worker's side: the report of its admin API's address for the parent, and a worker whose parent died
+(kill -9, no signal forwarded) stopping itself with a SIGTERM."""
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from config.settings import PROJECT_ROOT
-from consumer.supervisor.worker import SERVICE_LOGGER, read_report, report_admin_address
+from consumer.supervisor.worker import read_report, write_report
 from tests.helpers import wait_for
 
 
-@pytest.fixture
-def service_logger() -> Iterator[logging.Logger]:
-    found = logging.getLogger(SERVICE_LOGGER)
-    level, filters = found.level, list(found.filters)
-    yield found
-    found.setLevel(level)
-    found.filters[:] = filters
-
-
-@pytest.mark.parametrize("level", [logging.INFO, logging.WARNING])
-def test_the_bound_address_line_writes_the_report_and_the_log_level_stays(
-        tmp_path: Path, service_logger: logging.Logger, level: int, caplog: pytest.LogCaptureFixture) -> None:
-    service_logger.setLevel(level)
+def test_the_report_names_the_worker_its_pid_and_url_and_a_missing_one_is_none(tmp_path: Path) -> None:
     report = tmp_path / "worker-1.json"
-    report_admin_address(report, 1)
-    service_logger.info("model %s loaded", "m")
     assert read_report(report) is None
-    # The service's own line (consumer/service.py, _start_admin_api), with the port the system picked.
-    service_logger.info("admin API on %s://%s:%d", "http", "127.0.0.1", 40123)
+    write_report(report, index=1, url="http://127.0.0.1:40123")
     assert read_report(report) == {"index": 1, "pid": os.getpid(), "url": "http://127.0.0.1:40123"}
-    shown = [r.getMessage() for r in caplog.records if r.name == SERVICE_LOGGER]
-    # Below the operator's level nothing more is shown than without workers.
-    assert shown == (["model m loaded", "admin API on http://127.0.0.1:40123"] if level == logging.INFO else [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["worker-1.json"]  # written aside, then renamed
 
 
 GRANDCHILD = '''
