@@ -91,8 +91,8 @@ def check(report: Mapping[str, Any], floors: Sequence[Floor]) -> tuple[list[str]
         if not got.files:
             failures.append(f"{floor.name} ({paths}): no measured file (was the suite run with --cov for it?)")
             continue
-        lines.append(f"{floor.name:<24} {got.line_percent:6.1f}% {floor.lines:5.0f}% {got.branch_percent:8.1f}% "
-                     f"{floor.branches:5.0f}%  {got.files} ({paths})")
+        lines.append(f"{floor.name:<24} {got.line_percent:6.1f}% {floor.lines:5.1f}% {got.branch_percent:8.1f}% "
+                     f"{floor.branches:5.1f}%  {got.files} ({paths})")
         for kind, percent, minimum in (("line", got.line_percent, floor.lines),
                                        ("branch", got.branch_percent, floor.branches)):
             if percent < minimum:
