@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from bench.env import PROJECT_ROOT, BenchEnv, step
 from bench.io import preload, read_outputs
-from bench.scorer import ScorerProcess
+from bench.scorer import SCORER_COMPILED_TREES_CACHE, ScorerProcess
 from stack.processes import free_port
 
 logger = logging.getLogger(__name__)
@@ -284,7 +284,7 @@ def predict_limit(env: BenchEnv, batch: int, rows: int = 20_000) -> dict[str, An
     result: dict[str, Any] = {"batch": batch, "rows": rows}
     handles = {}
     for walk, enabled in (("compiled", True), ("per_tree", False)):
-        compiled_trees.configure(enabled=enabled, cache_dir=Path("~/.cache/housing-stream-scorer/compiled-trees"))
+        compiled_trees.configure(enabled=enabled, cache_dir=SCORER_COMPILED_TREES_CACHE)
         handle = load_fallback(env.model.fallback_paths[0], env.model.name)
         handle.wait_compiled(300)
         handles[walk] = handle

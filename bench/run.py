@@ -85,12 +85,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_max_wait_ms = args.batch_max_wait_ms if args.batch_max_wait_ms is not None \
             else defaults.batch_max_wait_ms
         env.prepare_model(versions=2 if {"reload", "efficiency"} & set(sections) else 1)  # efficiency: a canary
+        _stamp_earlier_sections(document)
         document["machine"] = machine_info(env)
         document["model"] = {"name": env.model.name if env.model else None,
                              "kind": "hist_gradient_boosting", "train_sample": 20_000,
                              "train_seconds": [round(s, 1) for s in env.model.train_seconds] if env.model else [],
                              "model_threads": 1}
         loads: dict[str, Any] = {"before": load_before}
+
+        def keep(key: str, result: dict[str, Any], load_key: str) -> None:
+            # Stamped with its own run: `--only` keeps the other sections, which were measured at other times.
+            loads[load_key] = load_average()
+            result["measured"] = {"date": document["machine"]["date"], "git_sha": document["machine"]["git_sha"],
+                                  "load_average_before": load_before, "load_average_after": loads[load_key]}
+            document[key] = result
+            _write(json_path, document)
+
         if "throughput" in sections:
             from bench import plots, throughput
 
@@ -98,9 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     batch_max_records=batch_max_records, batch_max_wait_ms=batch_max_wait_ms)
             result["quick"] = q
             result["plot"] = plots.throughput_bars(result, out_dir / "throughput.png").name
-            document["throughput"] = result
-            loads["after_throughput"] = load_average()
-            _write(json_path, document)
+            keep("throughput", result, "after_throughput")
         if "latency" in sections:
             from bench import latency, plots
 
@@ -120,9 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result["recommendation"] = recommend(result["sweep"])
             for run in [*result["headline"].values(), *result.get("sweep", [])]:
                 run.pop("_latencies", None)
-            document["latency"] = result
-            loads["after_latency"] = load_average()
-            _write(json_path, document)
+            keep("latency", result, "after_latency")
         if "rates" in sections:
             from bench import latency
 
@@ -130,18 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        seconds=seconds / 2 if q else 20.0, batch_max_records=batch_max_records,
                                        batch_max_wait_ms=batch_max_wait_ms)
             result["quick"] = q
-            document["latency_by_rate"] = result
-            loads["after_rates"] = load_average()
-            _write(json_path, document)
+            keep("latency_by_rate", result, "after_rates")
         if "flavours" in sections:
             from bench import flavours
 
             result = flavours.run(env, count=records, batch_max_records=batch_max_records,
                                   batch_max_wait_ms=batch_max_wait_ms)
             result["quick"] = q
-            document["flavours"] = result
-            loads["after_flavours"] = load_average()
-            _write(json_path, document)
+            keep("flavours", result, "after_flavours")
         if "efficiency" in sections:
             from bench import efficiency, plots
 
@@ -150,33 +152,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     baseline_root=args.baseline_root, profiles_dir=out_dir / "profiles")
             result["quick"] = q
             result["plot"] = plots.efficiency_bars(result, out_dir / "efficiency.png").name
-            document["efficiency"] = result
-            loads["after_efficiency"] = load_average()
-            _write(json_path, document)
+            keep("efficiency", result, "after_efficiency")
         if "evaluator" in sections:
             from bench import evaluator
 
             result = evaluator.run(env, quick=q)
-            document["evaluator"] = result
-            loads["after_evaluator"] = load_average()
-            _write(json_path, document)
+            keep("evaluator", result, "after_evaluator")
         if "reload" in sections:
             from bench import reload
 
             result = reload.run(env, rate=args.rate, reloads=reloads, out_dir=out_dir)
             result["quick"] = q
-            document["reload"] = result
-            loads["after_reload"] = load_average()
-            _write(json_path, document)
+            keep("reload", result, "after_reload")
         if "rebalance" in sections:
             from bench import rebalance
 
             result = rebalance.run(env, out_dir=out_dir, batch_max_records=batch_max_records,
                                    batch_max_wait_ms=batch_max_wait_ms)
             result["quick"] = q
-            document["rebalance"] = result
-            loads["after_rebalance"] = load_average()
-            _write(json_path, document)
+            keep("rebalance", result, "after_rebalance")
         document["machine"]["load_average"] = loads
         document["machine"]["bench_seconds"] = round(time.monotonic() - started, 1)
         _write(json_path, document)
@@ -185,6 +179,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     step(f"done in {time.monotonic() - started:.0f}s: {json_path}")
     summary(document)
     return 0
+
+
+def _stamp_earlier_sections(document: dict[str, Any]) -> None:
+    """Give the sections of an earlier run that have no ``measured`` yet that run's date, commit and load, before
+    its ``machine`` is replaced by this run's (files written before sections carried their own stamp)."""
+    earlier = document.get("machine")
+    if not isinstance(earlier, dict):
+        return
+    for key, section in document.items():
+        if key not in ("machine", "model") and isinstance(section, dict) and "measured" not in section:
+            section["measured"] = {"date": earlier.get("date"), "git_sha": earlier.get("git_sha"),
+                                   "load_average": earlier.get("load_average")}
 
 
 def recommend(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -24,6 +24,26 @@ from stack.processes import free_port
 logger = logging.getLogger(__name__)
 
 
+SCORER_COMPILED_TREES_CACHE = Path("~/.cache/housing-stream-scorer/compiled-trees")
+"""Where a scorer started with the default settings looks for compiled tree libraries (MODEL_COMPILED_TREES_CACHE)."""
+
+
+def warm_compiled_trees(env: BenchEnv, version_index: int = 0) -> str | None:
+    """Compile the benchmark model's trees into the scorer's cache, as a scorer that has run a while has them:
+    a fresh one would start on the per-tree walk and switch mid-run. Returns the handle's ``tree_walk``."""
+    from consumer.core import compiled_trees
+    from consumer.models.loader import load_fallback
+
+    assert env.model is not None
+    compiled_trees.configure(enabled=True, cache_dir=SCORER_COMPILED_TREES_CACHE)
+    try:
+        handle = load_fallback(env.model.fallback_paths[version_index], env.model.name)
+        handle.wait_compiled(300)
+        return handle.tree_walk
+    finally:
+        compiled_trees.configure(enabled=False, cache_dir=None)
+
+
 def admin_api_available() -> bool:
     """The admin API module exists (the scorer runs it: "every feature on"); else ``--no-admin-api``."""
     return (PROJECT_ROOT / "admin_api" / "app.py").exists()
