@@ -138,10 +138,12 @@ def wake_fetchers(consumer: Consumer) -> None:
     once (and its answer once more): ListOffsets, the cheapest one a consumer can send, for every assigned
     partition in one call. It moves no position; a failure only leaves the wait to librdkafka.
     """
-    assigned = consumer.assignment()
-    if not assigned:
-        return
     try:
+        # Inside the try too: in a revoke callback of close(), assignment() fails (_DESTROY), and an exception
+        # raised in a rebalance callback comes out of close() in a form no except clause matches.
+        assigned = consumer.assignment()
+        if not assigned:
+            return
         consumer.offsets_for_times([TopicPartition(tp.topic, tp.partition, OFFSET_END) for tp in assigned],
                                    timeout=WAKE_TIMEOUT_SECONDS)
     except (KafkaException, RuntimeError) as exc:

@@ -15,7 +15,7 @@ from config.settings import Settings, load_settings
 from config.spec import SettingsError
 from consumer.core.handle import ModelHandle
 from consumer.errors import ScorerFatalError
-from consumer.kafka import loop, producer
+from consumer.kafka import loop, positions, producer
 from consumer.kafka.clients import consumer_config, first_group_protocol, group_protocol_config
 from consumer.kafka.loop import ScoringLoop, refuses_consumer_protocol
 from consumer.state import ScorerState
@@ -354,3 +354,20 @@ def test_an_incremental_call_that_fails_in_the_callback_is_left_to_the_client(
     # No wake after the failed unassign (t[1] would still be assigned), and the loop scores on.
     assert "wake [0]" not in consumer.events and "produce 0:6" in consumer.events
     assert "incremental unassign of t[1] failed (the client applies it after the callback)" in caplog.text
+
+
+class DestroyedConsumer:
+    """A consumer being destroyed (close() in progress): librdkafka answers every call with _DESTROY."""
+
+    def assignment(self) -> list[TopicPartition]:
+        raise KafkaException(KafkaError(KafkaError._DESTROY, "Failed to get assignment: Local: Broker handle "
+                                                             "destroyed for termination"))
+
+    def offsets_for_times(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        raise AssertionError("nothing to wake: the assignment could not be read")
+
+
+def test_waking_the_fetchers_of_a_consumer_being_destroyed_raises_nothing() -> None:
+    # An exception raised in a rebalance callback comes out of close() in a form no except clause matches
+    # (seen: the scoring thread ended with a bare KafkaError).
+    positions.wake_fetchers(DestroyedConsumer())  # type: ignore[arg-type]
