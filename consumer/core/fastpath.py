@@ -95,7 +95,7 @@ def compile_predictor(model: Any, plan: InputPlan = DEFAULT_PLAN, *,
     """A numpy function doing what ``model.predict`` does on the plan's frame (given as the batch's frame or its
     columns), or None if ``model`` is neither Pipeline([ColumnTransformer of known steps, estimator]) nor a
     LightGBM model taking numeric columns. ``trees``, if given, predicts the pipeline's estimator."""
-    booster = lightgbm_predictor(model, plan)
+    booster = lightgbm_predictor(model, plan, trees=trees)
     if booster is not None:
         return booster
     from sklearn.compose import ColumnTransformer
@@ -157,12 +157,15 @@ def booster_predictor(estimator: Any) -> Callable[[np.ndarray], np.ndarray] | No
     return predict
 
 
-def lightgbm_predictor(model: Any, plan: InputPlan) -> Predictor | None:
+def lightgbm_predictor(model: Any, plan: InputPlan, *,
+                       trees: Callable[[np.ndarray], np.ndarray] | None = None) -> Predictor | None:
     """A bare LightGBM model (Booster or LGBMRegressor) given the plan's numeric columns as one float matrix,
-    or None (not LightGBM, or a string column it cannot take as numbers)."""
+    or None (not LightGBM, or a string column it cannot take as numbers). ``trees``, if given, predicts instead
+    of the booster (its compiled trees)."""
     predict = booster_predictor(model)
     if predict is None or not numeric_only(plan):
         return None
+    predict = trees or predict
     columns = tuple(zip(plan.columns, plan.dtypes, strict=True))
 
     def fast_predict(batch: Features) -> np.ndarray:

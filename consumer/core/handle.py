@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 ModelSource = Literal["registry", "fallback", "memory"]
 COMPILED_TREES = "compiled (tl2cgen)"
 PER_TREE = "per-tree (scikit-learn)"
+LIGHTGBM_PREDICT = "lightgbm's own predict"
 PYFUNC = "python_function"
 """The flavour of a model MLflow knows only as a pyfunc (a custom ``mlflow.pyfunc.PythonModel``, and any flavour
 the scorer has no fast path for is served through its pyfunc)."""
@@ -91,8 +92,10 @@ class ModelHandle:
     """Set once by ``__post_init__``: the verified numpy fast path, or None to call ``model.predict``."""
 
     _tree_walk: str | None = field(default=None, init=False, repr=False, compare=False)
-    """How a tree ensemble's trees are walked (``COMPILED_TREES``, or ``PER_TREE`` and why), None for others."""
+    """How a tree ensemble's trees are walked (``COMPILED_TREES``, or ``_plain_walk`` and why), None for others."""
     _compile_thread: threading.Thread | None = field(default=None, init=False, repr=False, compare=False)
+    _plain_walk: str = field(default=PER_TREE, init=False, repr=False, compare=False)
+    """The walk without compiled trees: ``PER_TREE``, or ``LIGHTGBM_PREDICT`` for a LightGBM booster."""
 
     def __post_init__(self) -> None:
         # Where the model has the training pipeline's shape, a numpy path that predicts exactly what it does
@@ -111,24 +114,30 @@ class ModelHandle:
             estimator = None
         if estimator is None:
             return
+        plain = LIGHTGBM_PREDICT if compiled_trees.is_booster(estimator) else PER_TREE
+        object.__setattr__(self, "_plain_walk", plain)
         if not compiled_trees.enabled():
-            self._set_tree_walk(PER_TREE)
+            self._set_tree_walk(plain)
             return
-        reason = compiled_trees.unavailable_reason()
+        reason = compiled_trees.not_compiled_reason(estimator) or compiled_trees.unavailable_reason()
         if reason is not None:
-            self._set_tree_walk(f"{PER_TREE}: {reason}")
+            self._set_tree_walk(f"{plain}: {reason}")
             return
         try:
             library = compiled_trees.cached(estimator)
+        except compiled_trees.CompiledTreesDisagree as exc:
+            logger.warning("%s: not using the cached compiled trees: %s", self.label, exc)
+            self._set_tree_walk(f"{plain}: {compiled_trees.FAILED_CHECK}")
+            return
         except Exception as exc:
-            self._set_tree_walk(f"{PER_TREE}: {type(exc).__name__} reading the model's trees")
+            self._set_tree_walk(f"{plain}: {type(exc).__name__} reading the model's trees")
             return
         if library is not None:
             self._use_compiled_trees(library)
             return
-        self._set_tree_walk(f"{PER_TREE}, compiling")
+        self._set_tree_walk(f"{plain}, compiling")
         thread = compiled_trees.compile_in_background(
-            estimator, self._use_compiled_trees, lambda why: self._set_tree_walk(f"{PER_TREE}: {why}"))
+            estimator, self._use_compiled_trees, lambda why: self._set_tree_walk(f"{plain}: {why}"))
         object.__setattr__(self, "_compile_thread", thread)
 
     def _use_compiled_trees(self, library: compiled_trees.CompiledTrees) -> None:
@@ -137,7 +146,7 @@ class ModelHandle:
         if checked is None:
             logger.warning("%s: the compiled trees disagree with the model on the check rows; the per-tree walk "
                            "stays", self.label)
-            self._set_tree_walk(f"{PER_TREE}: compiled trees failed the check")
+            self._set_tree_walk(f"{self._plain_walk}: {compiled_trees.FAILED_CHECK}")
             return
         # one reference swap: a batch in flight finishes on the function it started with
         object.__setattr__(self, "_fast_predict", checked)

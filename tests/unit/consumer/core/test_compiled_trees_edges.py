@@ -118,6 +118,7 @@ def test_the_cache_is_read_only_when_on_and_configured(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(compiled_trees, "library_path", library_path)
     monkeypatch.setattr(compiled_trees, "CompiledTrees", FakeLibrary)
+    monkeypatch.setattr(compiled_trees, "check_on_probes", lambda estimator, trees: None)  # a fake library
     try:
         compiled_trees.configure(enabled=False, cache_dir=tmp_path)
         assert compiled_trees.cached(object()) is None
@@ -138,6 +139,7 @@ def test_a_compile_goes_to_the_default_cache_with_the_options_of_its_name(tmp_pa
     temp = tmp_path / "not" / "yet"  # the default cache's parents do not exist yet
     monkeypatch.setattr(compiled_trees.tempfile, "gettempdir", lambda: str(temp))
     monkeypatch.setattr(compiled_trees, "CompiledTrees", FakeLibrary)
+    monkeypatch.setattr(compiled_trees, "check_on_probes", lambda estimator, trees: None)  # a fake library
     monkeypatch.setenv("CC", "my-cc")
     model = object()
     monkeypatch.setattr(compiled_trees, "library_path", lambda estimator, cache_dir: (model, cache_dir / "t.so"))
