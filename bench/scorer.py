@@ -28,16 +28,16 @@ SCORER_COMPILED_TREES_CACHE = Path("~/.cache/housing-stream-scorer/compiled-tree
 """Where a scorer started with the default settings looks for compiled tree libraries (MODEL_COMPILED_TREES_CACHE)."""
 
 
-def warm_compiled_trees(env: BenchEnv, version_index: int = 0) -> str | None:
-    """Compile the benchmark model's trees into the scorer's cache, as a scorer that has run a while has them:
-    a fresh one would start on the per-tree walk and switch mid-run. Returns the handle's ``tree_walk``."""
+def warm_compiled_trees(fallback_path: str | Path, model_name: str) -> str | None:
+    """Compile the trees of the model saved at ``fallback_path`` into the scorer's cache, as a scorer that has run
+    a while has them: a fresh one would start on the uncompiled walk and switch mid-run (the compile competing for
+    the cores meanwhile). Returns the handle's ``tree_walk``."""
     from consumer.core import compiled_trees
     from consumer.models.loader import load_fallback
 
-    assert env.model is not None
     compiled_trees.configure(enabled=True, cache_dir=SCORER_COMPILED_TREES_CACHE)
     try:
-        handle = load_fallback(env.model.fallback_paths[version_index], env.model.name)
+        handle = load_fallback(str(fallback_path), model_name)
         handle.wait_compiled(300)
         return handle.tree_walk
     finally:
