@@ -93,7 +93,7 @@ def tree_estimator(model: Any) -> Any | None:
     from sklearn.pipeline import Pipeline
 
     estimator = model.steps[-1][1] if isinstance(model, Pipeline) else model
-    if type(estimator).__module__.split(".")[0] == "lightgbm":
+    if is_booster(estimator):
         return _compilable_booster(estimator)
     if type(estimator) is not HistGradientBoostingRegressor or estimator.loss != "squared_error" \
             or estimator.n_trees_per_iteration_ != 1:
@@ -126,7 +126,7 @@ class CompiledTreesDisagree(ValueError):
 
 
 def is_booster(estimator: Any) -> bool:
-    """A LightGBM booster (what ``tree_estimator`` returns for LightGBM models)."""
+    """A LightGBM model (what ``tree_estimator`` returns for one is its booster)."""
     return type(estimator).__module__.split(".")[0] == "lightgbm"
 
 

@@ -5,7 +5,6 @@ rows catch a library that agrees on the check rows but not on zeros."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,6 @@ PLAN = InputPlan(SUBSET, ("float64",) * len(SUBSET), "signature")
 
 pytestmark = pytest.mark.skipif(compiled_trees.unavailable_reason() is not None,
                                 reason=f"compiled trees unavailable: {compiled_trees.unavailable_reason()}")
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> Iterator[Path]:
-    compiled_trees.configure(enabled=True, cache_dir=tmp_path)
-    yield tmp_path
-    compiled_trees.configure(enabled=False, cache_dir=None)
 
 
 def rows() -> list[dict[str, object]]:

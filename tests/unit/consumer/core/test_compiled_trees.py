@@ -3,7 +3,6 @@ model content and then taken from the cache, and never used when off, unavailabl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +29,6 @@ def gradient_boosting() -> Pipeline:
     model = build_pipeline("hist_gradient_boosting")
     model.set_params(model__max_iter=20)
     return model.fit(features_frame(HOUSING), TARGET)
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> Iterator[Path]:
-    compiled_trees.configure(enabled=True, cache_dir=tmp_path)
-    yield tmp_path
-    compiled_trees.configure(enabled=False, cache_dir=None)
 
 
 def rows() -> list[dict[str, object]]:

@@ -5,7 +5,6 @@ after an abort or a new producer every assigned partition positioned from the br
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from consumer.kafka.commit import AtLeastOnceCommit, DeliveryFailed, ExactlyOnce
 from consumer.kafka.policy import BatchFailures
 from consumer.kafka.producer import OutputProducer, TransactionalProducer
 from consumer.state import ScorerState
+from tests.helpers import wait_for
 from tests.unit.consumer.kafka.txn_fakes import CommittedConsumer, FakeTime, Replacements
 
 
@@ -245,13 +245,6 @@ def outputs(batch: list[Incoming]) -> BatchResult:
                             for m in batch], None, np.empty(0))
 
 
-def wait_for(condition: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def test_exactly_once_commits_in_the_background_one_transaction_at_a_time() -> None:
@@ -259,7 +252,7 @@ def test_exactly_once_commits_in_the_background_one_transaction_at_a_time() -> N
     first, second = [incoming(0, 0), incoming(1, 0)], [incoming(0, 1)]
     strategy.deliver(first, outputs(first), None, 0.0)  # type: ignore[arg-type]
     # Committed on the worker thread, nothing asked of the strategy meanwhile; observed only once finished.
-    assert strategy.batches_in_flight == 1 and wait_for(lambda: "commit" in producer.calls)
+    assert strategy.batches_in_flight == 1 and wait_for(lambda: "commit" in producer.calls, 5.0, interval=0.005)
     assert outcomes.done == []
     strategy.deliver(second, outputs(second), None, 0.0)  # type: ignore[arg-type]
     strategy.finish_pending()
