@@ -27,7 +27,8 @@ server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 server.bind(("127.0.0.1", int(sys.argv[1])))
 server.listen()
 print("listening", flush=True)
-time.sleep(120)
+while True:
+    signal.pause()
 """
 
 

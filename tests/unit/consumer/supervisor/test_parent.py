@@ -29,7 +29,7 @@ signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "stubborn" else (lambda 
 with open(marker + ".pids", "a") as pids:
     pids.write(f"{os.getpid()}\\n")
 while True:
-    time.sleep(0.05)
+    signal.pause()
 '''
 
 FAST = RestartPolicy(initial_delay=0.05, max_delay=0.2, stable_after=60.0)

@@ -30,14 +30,14 @@ signal.signal(signal.SIGTERM, lambda *_: (out.write_text("stopped"), sys.exit(0)
 stop_with_parent(interval=0.1)
 out.with_suffix(".ready").write_text("ready")
 while True:
-    time.sleep(0.05)
+    signal.pause()
 '''
 
 CHILD = '''
-import subprocess, sys, time
+import signal, subprocess, sys
 subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]])
 while True:
-    time.sleep(1)
+    signal.pause()
 '''
 
 
