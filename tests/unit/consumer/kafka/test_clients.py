@@ -24,7 +24,12 @@ def test_exactly_once_configs_read_committed_manual_commits_stable_transactional
     assert producer["enable.idempotence"] is True and producer["acks"] == "all"
     # Whole dead letters up to DLQ_MAX_VALUE_BYTES must fit one produce request.
     assert producer["message.max.bytes"] > s.scorer.dlq_max_value_bytes
+    # The commit tells success; only a refused output needs its delivery report (consumer.kafka.oversize).
+    assert producer["delivery.report.only.error"] is True
 
 
-def test_at_least_once_has_no_transactional_id() -> None:
-    assert "transactional.id" not in producer_config(settings(**{"scorer.processing_guarantee": "at_least_once"}))
+def test_at_least_once_has_no_transactional_id_and_keeps_every_delivery_report() -> None:
+    producer = producer_config(settings(**{"scorer.processing_guarantee": "at_least_once"}))
+    assert "transactional.id" not in producer
+    # At-least-once commits a batch once each of its outputs is acknowledged: it counts the successful reports.
+    assert "delivery.report.only.error" not in producer
