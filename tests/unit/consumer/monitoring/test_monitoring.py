@@ -160,7 +160,7 @@ class FakeMlflow:
 def test_predictions_are_summarised_per_batch_size_and_logged_as_steps() -> None:
     state = ScorerState(settings())
     fake = FakeMlflow()
-    logger = PredictionLogger(settings(**{"experiment.batch_size": 10}), state, client=fake)
+    logger = PredictionLogger(settings(**{"experiment.batch_size": 10, "experiment.min_seconds": 0}), state, client=fake)
     try:
         for _ in range(5):
             logger(batch(None, np.array([100.0, 200.0, 300.0, 400.0])), handle("3"))
@@ -180,6 +180,47 @@ def test_predictions_are_summarised_per_batch_size_and_logged_as_steps() -> None
     assert state.metrics.predictions_logged._value.get() == 20
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_full_summary_is_logged_only_once_it_spans_the_minimum_interval() -> None:
+    clock = FakeClock()
+    logger = PredictionLogger(settings(**{"experiment.batch_size": 10, "experiment.min_seconds": 5}),
+                              ScorerState(settings()), client=FakeMlflow(), start=False, clock=clock)
+    for _ in range(30):  # three batch sizes within the same instant: still one summary being filled
+        logger.add(np.array([1.0, 2.0, 3.0, 4.0]), handle())
+    assert logger._queue.empty()
+    clock.now += 4.9
+    logger.add(np.array([5.0]), handle())
+    assert logger._queue.empty()
+    clock.now += 0.1
+    logger.add(np.array([6.0]), handle())
+    summary = logger._queue.get_nowait()
+    assert summary.count == 122 and summary.last_at - summary.first_at == pytest.approx(5.0)
+    clock.now += 60
+    logger.add(np.array([7.0] * 9), handle())  # a new summary: under the batch size however long it took
+    assert logger._queue.empty()
+
+
+def test_a_full_summary_is_logged_when_its_interval_ends_even_if_no_prediction_follows() -> None:
+    clock = FakeClock()
+    fake = FakeMlflow()
+    logger = PredictionLogger(settings(**{"experiment.batch_size": 10, "experiment.min_seconds": 5}),
+                              ScorerState(settings()), client=fake, clock=clock)
+    try:
+        logger.add(np.array([1.0] * 12), handle())
+        clock.now += 5  # the stream stops: the worker logs the full summary on its own
+        assert wait_for(lambda: len(fake.batches) == 1, 10), fake.batches
+        assert fake.batches[0][1]["prediction_count"] == 12
+    finally:
+        logger.stop()
+
+
 def test_a_new_model_version_starts_a_new_summary() -> None:
     state = ScorerState(settings())
     fake = FakeMlflow()
@@ -195,7 +236,7 @@ def test_full_queue_drops_and_counts_instead_of_blocking() -> None:
     state = ScorerState(settings())
     fake = FakeMlflow()
     fake.gate.clear()  # MLflow hangs
-    logger = PredictionLogger(settings(**{"experiment.batch_size": 1}), state, client=fake, queue_size=2)
+    logger = PredictionLogger(settings(**{"experiment.batch_size": 1, "experiment.min_seconds": 0}), state, client=fake, queue_size=2)
     try:
         logger(batch(None, np.array([1.0])), handle())
         assert fake.entered.wait(5)  # the worker is stuck in MLflow with the first summary
@@ -214,7 +255,7 @@ def test_mlflow_failure_drops_summaries_for_a_while() -> None:
     state = ScorerState(settings())
     fake = FakeMlflow()
     fake.fail = True
-    logger = PredictionLogger(settings(**{"experiment.batch_size": 1}), state, client=fake)
+    logger = PredictionLogger(settings(**{"experiment.batch_size": 1, "experiment.min_seconds": 0}), state, client=fake)
     try:
         logger(batch(None, np.array([1.0])), handle())
         logger(batch(None, np.array([2.0])), handle())
