@@ -6,11 +6,14 @@ the scorer process's user + system CPU from its first committed record to its la
 in between: the start-up (imports, model load, group join) is outside that window and reported on its own.
 Records/s is taken over the same window (committed offsets, sampled every 100 ms).
 
-The in-process limits, measured in the same run on the same records:
+The in-process limits (``bench.limits``), measured in the same run on the same records:
 - ``raw_kafka``: a subprocess doing only what Kafka costs, librdkafka through confluent-kafka: consume the same
   messages in batches of ``BATCH_MAX_RECORDS`` and produce each value unchanged, in one transaction per batch
   with the offsets (exactly-once) or plain (at-least-once); its own CPU per record, with lz4 and without
   compression (the producing lever);
+- ``floor``: the same loop doing the least this design must per record to keep the output contract (parse,
+  features, model, one formatted output with its headers) and nothing else: no validation, dead letters,
+  metrics, drift, prediction logging, admin API or control plane;
 - ``predict``: the model alone on the same records' feature columns in batches of ``BATCH_MAX_RECORDS``, in
   this process, compiled trees and per-tree walk;
 - ``mlflow_serve``: ``mlflow models serve --env-manager local`` on the same version, 1,000 records per HTTP
@@ -33,13 +36,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 from tqdm import tqdm
 
 from bench.env import PROJECT_ROOT, BenchEnv, step
 from bench.io import preload, read_outputs
-from bench.scorer import SCORER_COMPILED_TREES_CACHE, ScorerProcess
+from bench.limits import floor, predict_limit, raw_kafka
+from bench.scorer import ScorerProcess
 from stack.processes import free_port
 
 logger = logging.getLogger(__name__)
@@ -211,99 +214,9 @@ def _start_profile(pid: int, path: Path) -> subprocess.Popen[bytes] | None:
                             stderr=subprocess.DEVNULL)
 
 
-def raw_kafka(env: BenchEnv, in_topic: str, count: int, *, transactional: bool, compression: str,
-              batch: int) -> dict[str, Any]:
-    """The Kafka-only limit, in its own process (its CPU alone): see ``_raw_loop``."""
-    out_topic = env.fresh_topics("raw").predictions
-    spec = {"config": env.client_config, "in_topic": in_topic, "out_topic": out_topic, "count": count,
-            "transactional": transactional, "compression": compression, "batch": batch,
-            "group_id": env.group_id("raw")}
-    completed = subprocess.run([sys.executable, "-m", "bench.efficiency", json.dumps(spec)], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=900, check=True)
-    return json.loads(completed.stdout.strip().splitlines()[-1])
-
-
-def _raw_loop(spec: dict[str, Any]) -> dict[str, Any]:
-    from confluent_kafka import Consumer, Producer
-
-    consumer = Consumer({**spec["config"], "group.id": spec["group_id"], "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False, "isolation.level": "read_committed",
-                         "fetch.wait.max.ms": 10, "queued.min.messages": max(10000, spec["batch"] * 4)})
-    consumer.subscribe([spec["in_topic"]])
-    producer_config = {**spec["config"], "enable.idempotence": True, "acks": "all", "linger.ms": 2,
-                       "compression.type": spec["compression"], "queue.buffering.max.messages": 100000}
-    if spec["transactional"]:
-        producer_config["transactional.id"] = f"{spec['group_id']}-tx"
-    producer = Producer(producer_config)
-    if spec["transactional"]:
-        producer.init_transactions(30)
-    out, done, first = spec["out_topic"], 0, None
-    process = psutil.Process()
-    while done < spec["count"]:
-        messages = [m for m in consumer.consume(spec["batch"], 1.0) if not m.error()]
-        if not messages:
-            continue
-        if first is None:
-            first = (_cpu_seconds(process), time.monotonic(), len(messages))
-        if spec["transactional"]:
-            producer.begin_transaction()
-        for message in messages:
-            producer.produce(out, message.value(), message.key())
-        producer.poll(0)
-        if spec["transactional"]:
-            producer.send_offsets_to_transaction(consumer.position(consumer.assignment()),
-                                                 consumer.consumer_group_metadata())
-            producer.commit_transaction(30)
-        else:
-            consumer.commit(asynchronous=True)
-        done += len(messages)
-    producer.flush(30)
-    cpu, wall = _cpu_seconds(process), time.monotonic()
-    consumer.close()
-    assert first is not None
-    records = done - first[2]
-    return {"transactional": spec["transactional"], "compression": spec["compression"], "records": done,
-            "cpu_us_per_record": round((cpu - first[0]) / records * 1e6, 2),
-            "records_per_s": round(records / (wall - first[1]), 0)}
-
-
-def predict_limit(env: BenchEnv, batch: int, rows: int = 20_000) -> dict[str, Any]:
-    """The model alone on the backlog's records, in batches of ``batch``: CPU µs/record per tree walk."""
-    from consumer.core import compiled_trees
-    from consumer.core.features import to_columns
-    from consumer.models.loader import load_fallback
-    from producer.records import csv_records
-
-    assert env.model is not None
-    records = []
-    for record in csv_records(loop=True):
-        records.append(record)
-        if len(records) >= rows:
-            break
-    batches = [to_columns(records[start:start + batch]) for start in range(0, rows, batch)]
-    result: dict[str, Any] = {"batch": batch, "rows": rows}
-    handles = {}
-    for walk, enabled in (("compiled", True), ("per_tree", False)):
-        compiled_trees.configure(enabled=enabled, cache_dir=SCORER_COMPILED_TREES_CACHE)
-        handle = load_fallback(env.model.fallback_paths[0], env.model.name)
-        handle.wait_compiled(300)
-        handles[walk] = handle
-        result[f"{walk}_tree_walk"] = handle.tree_walk
-    compiled_trees.configure(enabled=False, cache_dir=None)
-    times: dict[str, list[float]] = {walk: [] for walk in handles}
-    for _ in range(5):  # interleaved, so a busy machine affects both alike
-        for walk, handle in handles.items():
-            started = time.process_time()
-            for columns in batches:
-                handle.predict(columns)
-            times[walk].append(time.process_time() - started)
-    for walk, values in times.items():
-        result[f"{walk}_cpu_us_per_record"] = round(float(np.median(values)) / rows * 1e6, 2)
-    return result
-
-
-def mlflow_serve(env: BenchEnv, version: str, requests: int = 60, batch: int = 1000) -> dict[str, Any]:
-    """``mlflow models serve --env-manager local`` on ``version``: records/s at ``batch`` records per request."""
+def mlflow_serve(env: BenchEnv, version: str, seconds: float = 20.0, batch: int = 1000) -> dict[str, Any]:
+    """``mlflow models serve --env-manager local`` on ``version``: records/s at ``batch`` records per request
+    over ``seconds`` of requests (one client), and the server's CPU per record over the same requests."""
     from producer.records import csv_records
     from schemas.features import FEATURE_COLUMNS
 
@@ -344,17 +257,21 @@ def mlflow_serve(env: BenchEnv, version: str, requests: int = 60, batch: int = 1
 
         for _ in range(5):
             ask()  # warm-up
-        started = time.monotonic()
-        for _ in range(requests):
+        served = psutil.Process(server.pid)
+        cpu_before, started, requests = _cpu_seconds(served), time.monotonic(), 0
+        while time.monotonic() - started < seconds or requests < 60:
             ask()
-        seconds = time.monotonic() - started
+            requests += 1
+        elapsed = time.monotonic() - started
+        server_cpu = _cpu_seconds(served) - cpu_before
     finally:
         if server.poll() is None:
             os.killpg(server.pid, 15)
             server.wait(30)
         log.close()
     return {"command": " ".join(argv[1:]), "records_per_request": batch, "requests": requests, "clients": 1,
-            "records_per_s": round(requests * batch / seconds, 0)}
+            "seconds": round(elapsed, 1), "records_per_s": round(requests * batch / elapsed, 0),
+            "server_cpu_us_per_record": round(server_cpu / (requests * batch) * 1e6, 2)}
 
 
 def run(env: BenchEnv, *, count: int, batch_max_records: int, batch_max_wait_ms: int,
@@ -374,6 +291,9 @@ def run(env: BenchEnv, *, count: int, batch_max_records: int, batch_max_wait_ms:
         if baseline_root is not None:
             plan.append((f"{short}_baseline", guarantee, baseline_root, {}, ()))
     plan.append(("eos_per_tree", "exactly_once", PROJECT_ROOT, {"MODEL_COMPILED_TREES": "false"}, ()))
+    # Larger transactions over a backlog: the batches of a steady stream are cut by BATCH_MAX_WAIT_MS long
+    # before this size, so only a backlog sees it.
+    plan.append(("eos_batch_5000", "exactly_once", PROJECT_ROOT, {"BATCH_MAX_RECORDS": "5000"}, ()))
     if len(env.model.versions) >= 2:
         # Issue 14's cost: 20 % of the keys scored by the canary (@challenger, an older version) beside the
         # champion, every prediction naming its role; against "eos" on the same backlog.
@@ -406,6 +326,12 @@ def run(env: BenchEnv, *, count: int, batch_max_records: int, batch_max_wait_ms:
             raw[key] = raw_kafka(env, in_topic, count, transactional=transactional, compression=compression,
                                  batch=batch_max_records)
             step(f"  raw {key}: {raw[key]['cpu_us_per_record']} CPU us/record, {raw[key]['records_per_s']} records/s")
+    floors: dict[str, dict[str, Any]] = {}
+    for transactional, key in ((True, "eos"), (False, "alo")):
+        step(f"efficiency: the floor of this design (parse, features, model, format, produce), {key}")
+        floors[key] = floor(env, in_topic, count, transactional=transactional, batch=batch_max_records)
+        step(f"  floor {key}: {floors[key]['cpu_us_per_record']} CPU us/record, "
+             f"{floors[key]['records_per_s']} records/s")
     step("efficiency: mlflow models serve (1,000 records per request)")
     try:
         serve = mlflow_serve(env, version)
@@ -418,10 +344,18 @@ def run(env: BenchEnv, *, count: int, batch_max_records: int, batch_max_wait_ms:
         "eos_over_mlflow_serve": round(eos["records_per_s"] / serve["records_per_s"], 2),
         "eos_cpu_over_raw_kafka": round(eos["cpu_us_per_record"] / raw["eos_lz4"]["cpu_us_per_record"], 2),
         "alo_cpu_over_raw_kafka": round(alo["cpu_us_per_record"] / raw["alo_lz4"]["cpu_us_per_record"], 2),
+        "eos_cpu_over_floor": round(eos["cpu_us_per_record"] / floors["eos"]["cpu_us_per_record"], 2),
+        "alo_cpu_over_floor": round(alo["cpu_us_per_record"] / floors["alo"]["cpu_us_per_record"], 2),
         "eos_cpu_over_predict": round(eos["cpu_us_per_record"] / predict["compiled_cpu_us_per_record"], 2),
         "eos_cpu_over_raw_kafka_plus_predict": round(eos["cpu_us_per_record"] / (
             raw["eos_lz4"]["cpu_us_per_record"] + predict["compiled_cpu_us_per_record"]), 2),
     }
+    if serve.get("server_cpu_us_per_record"):  # CPU per record, the server's against the scorer's (with Kafka)
+        ratios["mlflow_serve_cpu_over_eos_cpu"] = round(serve["server_cpu_us_per_record"] / eos["cpu_us_per_record"],
+                                                        2)
+    if variants.get("eos_batch_5000", {}).get("records_per_s"):
+        ratios["eos_batch_5000_over_mlflow_serve"] = round(
+            variants["eos_batch_5000"]["records_per_s"] / serve["records_per_s"], 2)
     if variants.get("eos_canary_20", {}).get("records_per_s"):
         ratios["eos_canary_20_over_eos_records_per_s"] = round(
             variants["eos_canary_20"]["records_per_s"] / eos["records_per_s"], 2)
@@ -438,10 +372,7 @@ def run(env: BenchEnv, *, count: int, batch_max_records: int, batch_max_wait_ms:
         "peak_rss_mb<=300": peak <= TARGETS["peak_rss_mb"],
     }
     return {"records": count, "batch_max_records": batch_max_records, "batch_max_wait_ms": batch_max_wait_ms,
-            "version": version, "variants": variants, "raw_kafka": raw, "predict": predict, "mlflow_serve": serve,
+            "version": version, "variants": variants, "raw_kafka": raw, "floor": floors, "predict": predict,
+            "mlflow_serve": serve,
             "ratios": ratios, "peak_rss_mb": peak, "targets": targets,
             "method": __doc__.split("\n\n", 1)[1] if __doc__ else ""}
-
-
-if __name__ == "__main__":  # the raw Kafka loop, in its own process (see raw_kafka)
-    print(json.dumps(_raw_loop(json.loads(sys.argv[1]))))

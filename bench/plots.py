@@ -131,7 +131,8 @@ def reload_latency_hist(latencies_s: Sequence[float], path: Path) -> Path:
 
 def efficiency_bars(results: Mapping[str, Any], path: Path) -> Path:
     """CPU µs per scored record of each variant (the scorer's interpreter and librdkafka threads stacked, the
-    broker's beside it), the raw librdkafka floor and the model alone as lines, the targets dashed."""
+    broker's beside it), the raw librdkafka loop, the floor of the design (exactly-once) and the model alone as
+    lines, the targets dashed."""
     variants = results["variants"]
     names = list(variants)
     python = [variants[n].get("cpu_us_per_record_by_thread", {}).get("python", 0.0) for n in names]
@@ -151,6 +152,10 @@ def efficiency_bars(results: Mapping[str, Any], path: Path) -> Path:
     predict = results.get("predict", {}).get("compiled_cpu_us_per_record")
     if raw is not None:
         ax.axhline(raw, color="#e0a030", linestyle=":", linewidth=1, label=f"raw librdkafka EOS {raw:.1f}")
+    design_floor = results.get("floor", {}).get("eos", {}).get("cpu_us_per_record")
+    if design_floor is not None:
+        ax.axhline(design_floor, color="#b04a8f", linestyle="-.", linewidth=1,
+                   label=f"floor of the design EOS {design_floor:.1f}")
     if predict is not None:
         ax.axhline(predict, color="#2a9d5c", linestyle=":", linewidth=1, label=f"model alone {predict:.1f}")
     ax.axhline(10.0, color="black", linestyle="--", linewidth=0.8, label="target EOS 10 (ALO 8)")
