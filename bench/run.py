@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-max-records", type=int, help="BATCH_MAX_RECORDS (default: the product default)")
     parser.add_argument("--batch-max-wait-ms", type=int, help="BATCH_MAX_WAIT_MS (default: the product default)")
     parser.add_argument("--efficiency-records", type=int,
-                        help="backlog of the efficiency section (default 800,000: >= 20 s per variant)")
+                        help="backlog of the efficiency section (default 1,600,000: >= 20 s per variant at 75,000/s)")
     parser.add_argument("--baseline-root", type=Path,
                         help="efficiency: also run the scorers from this source tree (a git worktree of an older "
                         "commit), interleaved with the current code")
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "efficiency" in sections:
             from bench import efficiency, plots
 
-            result = efficiency.run(env, count=args.efficiency_records or (30_000 if q else 800_000),
+            result = efficiency.run(env, count=args.efficiency_records or (30_000 if q else 1_600_000),
                                     batch_max_records=batch_max_records, batch_max_wait_ms=batch_max_wait_ms,
                                     baseline_root=args.baseline_root, profiles_dir=out_dir / "profiles")
             result["quick"] = q
