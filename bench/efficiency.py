@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,28 @@ def _thread_cpu(pid: int) -> dict[str, float]:
     return totals
 
 
+def _named_thread_cpu(pid: int, names_file: Path) -> dict[str, float]:
+    """CPU seconds per thread name of one process: the interpreter's threads by the name ``bench/stage_probe``
+    recorded for them, librdkafka's by theirs with the broker number dropped (``rdk:broker<n>`` together)."""
+    names: dict[int, str] = {}
+    try:
+        for line in names_file.read_text().splitlines():
+            tid, _, name = line.partition(" ")
+            names[int(tid)] = name
+    except (OSError, ValueError):
+        return {}
+    totals: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = re.sub(r"-?\d+$", "<n>", comm) if comm.startswith("rdk:") else names.get(int(task.name), "unnamed")
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return totals
+
+
 def _add_thread_cpu(tasks: Path, totals: dict[str, float]) -> None:
     for task in tasks.iterdir():
         try:
@@ -136,9 +159,19 @@ def summarize_profile(raw: str) -> dict[str, float]:
 def scorer_run(env: BenchEnv, in_topic: str, count: int, *, guarantee: str, tag: str, batch_max_records: int,
                batch_max_wait_ms: int, root: Path = PROJECT_ROOT,
                extra_env: dict[str, str] | None = None, profile: bool = False,
-               args: tuple[str, ...] = ()) -> dict[str, Any]:
+               args: tuple[str, ...] = (), stages: bool = False) -> dict[str, Any]:
     """One scorer drains the backlog; its CPU per record over the steady window, start-up CPU, records/s, RSS,
-    and the broker's CPU per record over the same window (its share of the two cores)."""
+    and the broker's CPU per record over the same window (its share of the two cores).
+
+    :param stages: also its CPU by stage of the scoring loop and by thread (``bench/stage_probe``)."""
+    stage_file = env.scratch / f"{tag}.stages.json"
+    if stages:
+        probe = str(PROJECT_ROOT / "bench" / "stage_probe")
+        extra_env = {**(extra_env or {}), "BENCH_STAGE_TIMES": str(stage_file),
+                     "PYTHONPATH": os.pathsep.join(filter(None, (probe, os.environ.get("PYTHONPATH"))))}
+    names_file = Path(f"{stage_file}.threads")
+    named_first: dict[str, float] = {}
+    named_last: dict[str, float] = {}
     topics = env.fresh_topics(tag)
     topics = type(topics)(in_topic, topics.predictions, topics.dead_letter, topics.model_updates,
                           topics.scorer_status)
@@ -167,10 +200,12 @@ def scorer_run(env: BenchEnv, in_topic: str, count: int, *, guarantee: str, tag:
                     first = point
                     broker_first = _cpu_seconds(broker) if broker is not None else 0.0
                     threads_first = _thread_cpu(scorer.pid)
+                    named_first = _named_thread_cpu(scorer.pid, names_file) if stages else {}
                     if profile:
                         spy = _start_profile(scorer.pid, env.scratch / f"{tag}.pyspy")
                 if now < count:
                     threads_last = _thread_cpu(scorer.pid)
+                    named_last = _named_thread_cpu(scorer.pid, names_file) if stages else {}
                 last = point
                 broker_last = _cpu_seconds(broker) if broker is not None else 0.0
             bar.update(now - done)
@@ -195,10 +230,23 @@ def scorer_run(env: BenchEnv, in_topic: str, count: int, *, guarantee: str, tag:
         spent = {kind: threads_last.get(kind, 0.0) - threads_first.get(kind, 0.0) for kind in threads_last}
         result["cpu_us_per_record_by_thread"] = {kind: round(seconds / records * 1e6, 2)
                                                  for kind, seconds in spent.items()}
+        if named_last:
+            named = {name: (seconds - named_first.get(name, 0.0)) / records * 1e6
+                     for name, seconds in named_last.items()}
+            result["cpu_us_per_record_by_named_thread"] = {
+                name: round(value, 2) for name, value in sorted(named.items(), key=lambda item: -item[1])
+                if value >= 0.01}
         if broker is not None:
             result["broker_cpu_us_per_record"] = round((broker_last - broker_first) / records * 1e6, 2)
             result["broker_share_of_cpu"] = round((broker_last - broker_first) / (
                 (broker_last - broker_first) + (last[1] - first[1])), 3)
+    if stages and stage_file.exists():
+        # Over the whole run (every record, the first batches' too), inclusive: a stage holds those inside it.
+        measured = json.loads(stage_file.read_text())
+        result["stage_cpu_us_per_record"] = {
+            stage: round(seconds / count * 1e6, 2)
+            for stage, seconds in sorted(measured["cpu_seconds"].items(), key=lambda item: -item[1])}
+        result["stage_calls"] = measured["calls"]
     if profile and (env.scratch / f"{tag}.pyspy").exists():
         result["python_profile_shares"] = summarize_profile((env.scratch / f"{tag}.pyspy").read_text())
     return result
@@ -313,7 +361,8 @@ def run(env: BenchEnv, *, count: int, batch_max_records: int, batch_max_wait_ms:
             _set_challenger(env, env.model.versions[0])
         variants[name] = scorer_run(env, in_topic, count, guarantee=guarantee, tag=f"ef-{name}",
                                     batch_max_records=batch_max_records, batch_max_wait_ms=batch_max_wait_ms,
-                                    root=root, extra_env=extra, profile=name in ("eos", "alo"), args=args)
+                                    root=root, extra_env=extra, profile=name in ("eos", "alo"), args=args,
+                                    stages=name in ("eos", "alo"))
         kept = env.scratch / f"ef-{name}.pyspy"
         if profiles_dir is not None and kept.exists():
             profiles_dir.mkdir(parents=True, exist_ok=True)
