@@ -160,7 +160,8 @@ class FakeMlflow:
 def test_predictions_are_summarised_per_batch_size_and_logged_as_steps() -> None:
     state = ScorerState(settings())
     fake = FakeMlflow()
-    logger = PredictionLogger(settings(**{"experiment.batch_size": 10, "experiment.min_seconds": 0}), state, client=fake)
+    logger = PredictionLogger(settings(**{"experiment.batch_size": 10, "experiment.min_seconds": 0}), state,
+                              client=fake)
     try:
         for _ in range(5):
             logger(batch(None, np.array([100.0, 200.0, 300.0, 400.0])), handle("3"))
@@ -236,7 +237,8 @@ def test_full_queue_drops_and_counts_instead_of_blocking() -> None:
     state = ScorerState(settings())
     fake = FakeMlflow()
     fake.gate.clear()  # MLflow hangs
-    logger = PredictionLogger(settings(**{"experiment.batch_size": 1, "experiment.min_seconds": 0}), state, client=fake, queue_size=2)
+    logger = PredictionLogger(settings(**{"experiment.batch_size": 1, "experiment.min_seconds": 0}), state,
+                              client=fake, queue_size=2)
     try:
         logger(batch(None, np.array([1.0])), handle())
         assert fake.entered.wait(5)  # the worker is stuck in MLflow with the first summary
