@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from bench.env import PROJECT_ROOT, BenchEnv, step
 from bench.io import preload, read_outputs
-from bench.limits import floor, predict_limit, raw_kafka
+from bench.limits import cpu_seconds, floor, predict_limit, raw_kafka
 from bench.scorer import ScorerProcess, warm_compiled_trees
 from stack.processes import free_port
 
@@ -50,18 +50,6 @@ logger = logging.getLogger(__name__)
 
 TARGETS = {"eos_cpu_us_per_record": 10.0, "alo_cpu_us_per_record": 8.0, "eos_over_mlflow_serve": 1.5,
            "peak_rss_mb": 300.0}
-
-
-def _cpu_seconds(process: psutil.Process) -> float:
-    """User + system CPU of the process and of its live children (the workers of ``--workers N``)."""
-    total = 0.0
-    for each in (process, *process.children(recursive=True)):
-        try:
-            times = each.cpu_times()
-        except psutil.Error:  # a child that just exited
-            continue
-        total += times.user + times.system
-    return total
 
 
 def _set_challenger(env: BenchEnv, version: str) -> None:
@@ -101,32 +89,34 @@ def _named_thread_cpu(pid: int, names_file: Path) -> dict[str, float]:
     names: dict[int, str] = {}
     try:
         for line in names_file.read_text().splitlines():
-            tid, _, name = line.partition(" ")
-            names[int(tid)] = name
+            native_id, _, name = line.partition(" ")
+            names[int(native_id)] = name
     except (OSError, ValueError):
         return {}
     totals: dict[str, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            comm = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        name = re.sub(r"-?\d+$", "<n>", comm) if comm.startswith("rdk:") else names.get(int(task.name), "unnamed")
-        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for tid, comm, seconds in _task_cpu(Path(f"/proc/{pid}/task")):
+        name = re.sub(r"-?\d+$", "<n>", comm) if comm.startswith("rdk:") else names.get(tid, "unnamed")
+        totals[name] = totals.get(name, 0.0) + seconds
     return totals
 
 
 def _add_thread_cpu(tasks: Path, totals: dict[str, float]) -> None:
+    for _, comm, seconds in _task_cpu(tasks):
+        kind = "librdkafka" if comm.startswith("rdk:") else "python"
+        totals[kind] = totals.get(kind, 0.0) + seconds
+
+
+def _task_cpu(tasks: Path) -> list[tuple[int, str, float]]:
+    """(thread id, thread name, user + system CPU seconds) of each thread under ``/proc/<pid>/task``."""
+    found = []
     for task in tasks.iterdir():
         try:
-            name = (task / "comm").read_text().strip()
+            comm = (task / "comm").read_text().strip()
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        except OSError:  # a thread that just ended
             continue
-        kind = "librdkafka" if name.startswith("rdk:") else "python"
-        ticks = int(fields[11]) + int(fields[12])  # utime + stime
-        totals[kind] = totals.get(kind, 0.0) + ticks / os.sysconf("SC_CLK_TCK")
+        found.append((int(task.name), comm, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")))
+    return found
 
 
 PROFILE_STAGES = (
@@ -195,10 +185,10 @@ def scorer_run(env: BenchEnv, in_topic: str, count: int, *, guarantee: str, tag:
             time.sleep(0.1)  # fine-grained: the CPU window starts and ends close to a commit
             now = env.committed_total(group_id, in_topic)
             if now > 0:
-                point = (now, _cpu_seconds(process), time.monotonic())
+                point = (now, cpu_seconds(process), time.monotonic())
                 if first is None:
                     first = point
-                    broker_first = _cpu_seconds(broker) if broker is not None else 0.0
+                    broker_first = cpu_seconds(broker) if broker is not None else 0.0
                     threads_first = _thread_cpu(scorer.pid)
                     named_first = _named_thread_cpu(scorer.pid, names_file) if stages else {}
                     if profile:
@@ -207,7 +197,7 @@ def scorer_run(env: BenchEnv, in_topic: str, count: int, *, guarantee: str, tag:
                     threads_last = _thread_cpu(scorer.pid)
                     named_last = _named_thread_cpu(scorer.pid, names_file) if stages else {}
                 last = point
-                broker_last = _cpu_seconds(broker) if broker is not None else 0.0
+                broker_last = cpu_seconds(broker) if broker is not None else 0.0
             bar.update(now - done)
             done = now
     finally:
@@ -306,12 +296,12 @@ def mlflow_serve(env: BenchEnv, version: str, seconds: float = 20.0, batch: int 
         for _ in range(5):
             ask()  # warm-up
         served = psutil.Process(server.pid)
-        cpu_before, started, requests = _cpu_seconds(served), time.monotonic(), 0
+        cpu_before, started, requests = cpu_seconds(served), time.monotonic(), 0
         while time.monotonic() - started < seconds or requests < 60:
             ask()
             requests += 1
         elapsed = time.monotonic() - started
-        server_cpu = _cpu_seconds(served) - cpu_before
+        server_cpu = cpu_seconds(served) - cpu_before
     finally:
         if server.poll() is None:
             os.killpg(server.pid, 15)

@@ -28,9 +28,16 @@ from bench.env import PROJECT_ROOT, BenchEnv
 from bench.scorer import SCORER_COMPILED_TREES_CACHE
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
+def cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU of the process and of its live children (the workers of ``--workers N``)."""
+    total = 0.0
+    for each in (process, *process.children(recursive=True)):
+        try:
+            times = each.cpu_times()
+        except psutil.Error:  # a child that just exited
+            continue
+        total += times.user + times.system
+    return total
 
 
 def _run_in_own_process(spec: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +92,7 @@ def _consume_produce(spec: dict[str, Any], work: BatchWork) -> dict[str, Any]:
         if not messages:
             continue
         if first is None:
-            first = (_cpu_seconds(process), time.monotonic(), len(messages))
+            first = (cpu_seconds(process), time.monotonic(), len(messages))
         if spec["transactional"]:
             producer.begin_transaction()
         work(messages, producer.produce, out)
@@ -98,7 +105,7 @@ def _consume_produce(spec: dict[str, Any], work: BatchWork) -> dict[str, Any]:
             consumer.commit(asynchronous=True)
         done += len(messages)
     producer.flush(30)
-    cpu, wall = _cpu_seconds(process), time.monotonic()
+    cpu, wall = cpu_seconds(process), time.monotonic()
     consumer.close()
     assert first is not None
     records = done - first[2]
