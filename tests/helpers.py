@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import json
 import os
 import socket
@@ -73,6 +75,19 @@ def wait_for(condition: Callable[[], object], timeout: float, interval: float = 
                 raise last_error
             return False
         time.sleep(interval)
+
+
+async def eventually(condition: Callable[[], object], timeout: float, interval: float = 0.2) -> bool:
+    """``wait_for`` on an event loop: the condition may be a coroutine function, and the loop runs between tries
+    (an admin app or a supervisor under test lives on it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = condition()
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if outcome or time.monotonic() >= deadline:
+            return bool(outcome)
+        await asyncio.sleep(interval)
 
 
 def housing_rows(count: int, start: int = 0) -> list[dict[str, Any]]:

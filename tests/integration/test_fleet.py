@@ -8,8 +8,7 @@ import asyncio
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from consumer.kafka.topic_reader import read_fleet
 from consumer.state import ScorerState
 from schemas.clock import now_ms
 from tests.conftest import PROJECT_ROOT, RegisteredModel
-from tests.helpers import committed_total, keys_of, produce_records, read_to_end, scorer_env, wait_for
+from tests.helpers import committed_total, eventually, keys_of, produce_records, read_to_end, scorer_env, wait_for
 from tests.integration.reload_support import move_alias, scorer_overrides, two_versions
 
 pytestmark = pytest.mark.integration
@@ -87,16 +86,6 @@ def test_two_scorer_processes_both_switch(settings_factory: Any, stream_topics: 
         assert process.wait(40) == 0, (tmp_path / f"{instance}.log").read_text()[-3000:]
     fleet = read_fleet(settings)
     assert not set(instances) & set(fleet), fleet
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float) -> bool:
-    """``wait_for`` for a check that awaits (the admin app runs on this test's event loop)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return True
-        await asyncio.sleep(0.2)
-    return await check()
 
 
 async def test_a_stopped_scorer_leaves_the_fleet_and_a_killed_one_turns_stale(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import eventually, wait_for
 
 
 def flaky(*answers: object):  # type: ignore[no-untyped-def]
@@ -46,3 +46,27 @@ def test_any_other_error_is_a_bug_and_raised_at_once() -> None:
     with pytest.raises(TypeError):
         wait_for(broken, 30, 0.001)
     assert len(calls) == 1
+
+
+async def test_eventually_awaits_a_coroutine_condition_and_runs_the_loop_between_tries() -> None:
+    import asyncio
+
+    ticks: list[int] = []
+
+    async def ticking() -> None:  # another task on the loop: only runs while eventually waits
+        while True:
+            ticks.append(1)
+            await asyncio.sleep(0.001)
+
+    async def enough_ticks() -> bool:
+        return len(ticks) >= 3
+
+    task = asyncio.ensure_future(ticking())
+    try:
+        assert await eventually(enough_ticks, 30, 0.001) is True
+    finally:
+        task.cancel()
+
+
+async def test_eventually_answers_false_at_the_deadline() -> None:
+    assert await eventually(flaky(False), 0.05, 0.001) is False

@@ -7,14 +7,13 @@ import asyncio
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from consumer.supervisor.parent import Supervisor, WorkerProcess, worker_slots
 from consumer.supervisor.policy import RestartPolicy
+from tests.helpers import eventually
 
 FAKE_WORKER = '''
 import os, signal, sys, time
@@ -51,16 +50,6 @@ def started_pids(tmp_path: Path, index: int) -> list[int]:
 def restarts(supervisor: Supervisor, worker: str, reason: str) -> float | None:
     return supervisor.metrics.registry.get_sample_value("housing_supervisor_worker_restarts_total",
                                                         {"worker": worker, "reason": reason})
-
-
-async def eventually(check: Callable[[], bool], timeout: float) -> bool:
-    """``tests.helpers.wait_for`` for a check beside the supervisor on this test's event loop."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        await asyncio.sleep(0.05)
-    return check()
 
 
 async def test_a_crashed_worker_is_started_again_counted_and_a_stop_ends_all_with_exit_0(tmp_path: Path) -> None:
